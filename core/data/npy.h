@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace nearnd {
+
+// WriteNpy writes a contiguous CPU tensor (float32, float64, int64, int32 or uint8) as a
+// NumPy .npy file, version 1.0, C order, little-endian.
+absl::Status WriteNpy(const torch::Tensor& tensor, const std::string& path);
+
+// ReadNpy reads a .npy file of those dtypes in C order. Errors name the file and what is wrong
+// (bad magic, Fortran order, unsupported dtype, size not matching the shape).
+absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path);
+
+}  // namespace nearnd

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/data/image.h"
+
+namespace nearnd {
+
+// PreprocessConfig is how an image becomes a backbone input: resize the shorter side to
+// resize_size with bilinear interpolation, keep the centre crop_size square, convert to
+// `channels` channels, scale to [0, 1] and normalise per channel with mean and std.
+struct PreprocessConfig {
+  int resize_size = 28;
+  int crop_size = 28;
+  int channels = 1;
+  std::vector<float> mean = {0.5f};
+  std::vector<float> std = {0.5f};
+};
+
+// Preprocess turns one image into a float tensor of shape [channels, crop_size, crop_size].
+// Trainer and scorer both call it, so a served image becomes the tensor evaluation saw.
+torch::Tensor Preprocess(const Image& image, const PreprocessConfig& config);
+
+// PreprocessBatch stacks Preprocess over images[begin, end) into [end - begin, C, S, S].
+torch::Tensor PreprocessBatch(const std::vector<Image>& images, size_t begin, size_t end,
+                              const PreprocessConfig& config);
+
+// ToUnitTensor converts an image to a float tensor [channels, size, size] in [0, 1] at a square
+// size, resizing bilinearly without cropping when the image has another size. The generator
+// trains on this form.
+torch::Tensor ToUnitTensor(const Image& image, int channels, int size);
+
+// FromUnitTensor converts a tensor [C, H, W] in [0, 1] (values outside are clamped) to an image.
+Image FromUnitTensor(const torch::Tensor& tensor);
+
+}  // namespace nearnd

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace nearnd {
+
+// SaveSafetensors writes named tensors to `path` in the safetensors format: an 8-byte
+// little-endian header length, a JSON header of dtype, shape and byte offsets, then the data.
+// Supports float32, float16, bfloat16, int64, int32 and uint8.
+absl::Status SaveSafetensors(const std::map<std::string, torch::Tensor>& tensors,
+                             const std::string& path);
+
+// LoadSafetensors reads every tensor of a safetensors file. Errors name the file and the tensor.
+absl::StatusOr<std::map<std::string, torch::Tensor>> LoadSafetensors(const std::string& path);
+
+// SaveModuleWeights writes a module's parameters and buffers under their module names.
+absl::Status SaveModuleWeights(const torch::nn::Module& module, const std::string& path);
+
+// LoadModuleWeights copies tensors of a safetensors file into a module's parameters and
+// buffers by name. Every parameter must be present with its exact shape; tensors the module
+// lacks whose name starts with one of ignored_prefixes are skipped, any other is an error.
+absl::Status LoadModuleWeights(torch::nn::Module& module, const std::string& path,
+                               const std::vector<std::string>& ignored_prefixes = {});
+
+}  // namespace nearnd
