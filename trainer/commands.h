@@ -1,0 +1,27 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace nearnd {
+
+// Each `nearnd` subcommand reads its flags (defined beside it with ABSL_FLAG) and takes the
+// positional arguments that follow the subcommand name.
+
+absl::Status RunPretrain(const std::vector<std::string>& args);
+absl::Status RunGenerate(const std::vector<std::string>& args);
+absl::Status RunFinetune(const std::vector<std::string>& args);
+absl::Status RunIndex(const std::vector<std::string>& args);
+absl::Status RunEvaluate(const std::vector<std::string>& args);
+absl::Status RunBundle(const std::vector<std::string>& args);
+absl::Status RunPipeline(const std::vector<std::string>& args);
+absl::Status RunExport(const std::vector<std::string>& args);
+absl::Status RunCompare(const std::vector<std::string>& args);
+
+// RunScore sends the image files in `args` to a running scorer and prints one
+// "score<TAB>file" line per image on stdout, in argument order.
+absl::Status RunScore(const std::vector<std::string>& args);
+
+}  // namespace nearnd
