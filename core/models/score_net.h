@@ -4,18 +4,39 @@
 
 namespace nearnd {
 
-// ScoreNetConfig sizes the score network: a U-Net over `channels`-channel images whose side is
-// divisible by 4, with base_channels at full resolution, doubled at each of two downsamplings.
+// ScoreNetConfig sizes the score network: a two-level U-Net over `channels`-channel images
+// whose side is divisible by 4, with base_channels at full resolution and twice that below.
 struct ScoreNetConfig {
   int channels = 1;
   int base_channels = 32;
   int embedding_dim = 128;
+
+  // Standard deviation of the random Fourier frequencies that embed log(sigma).
   double fourier_scale = 16.0;
 };
 
-// ScoreNetImpl estimates the score grad_x log p_sigma(x) of a variance-exploding SDE. It is
-// conditioned on log(sigma) through Gaussian Fourier features and divides its output by sigma,
-// as NCSN++ does, so the network itself predicts unit-scale noise.
+// Residual block conditioned on the noise embedding: GroupNorm, SiLU, 3x3 conv, plus a
+// projection of the embedding; GroupNorm, SiLU, 3x3 conv; a 1x1 skip when widths differ.
+class ResidualBlockImpl : public torch::nn::Module {
+ public:
+  ResidualBlockImpl(int in_channels, int out_channels, int embedding_dim);
+
+  // x: [N, in, H, W], embedding: [N, embedding_dim] -> [N, out, H, W].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& embedding);
+
+ private:
+  torch::nn::GroupNorm norm1_{nullptr};
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::Linear embedding_projection_{nullptr};
+  torch::nn::GroupNorm norm2_{nullptr};
+  torch::nn::Conv2d conv2_{nullptr};
+  torch::nn::Conv2d skip_{nullptr};
+};
+TORCH_MODULE(ResidualBlock);
+
+// ScoreNetImpl estimates the score grad_x log p_sigma(x) of the variance-exploding SDE. As in
+// NCSN++, it embeds log(sigma) with Gaussian Fourier features and divides its output by sigma,
+// so the network itself predicts unit-scale noise.
 class ScoreNetImpl : public torch::nn::Module {
  public:
   explicit ScoreNetImpl(const ScoreNetConfig& config);
@@ -23,21 +44,22 @@ class ScoreNetImpl : public torch::nn::Module {
   // x: [N, C, H, W], sigma: [N] -> score [N, C, H, W].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma);
 
- private:
-  struct Block;
-  torch::Tensor ApplyBlock(int index, const torch::Tensor& x, const torch::Tensor& embedding);
+  const ScoreNetConfig& config() const { return config_; }
 
+ private:
   ScoreNetConfig config_;
-  torch::Tensor fourier_weights_;
-  torch::nn::Sequential embed_{nullptr};
+  torch::Tensor fourier_frequencies_;
+  torch::nn::Sequential embedding_mlp_{nullptr};
   torch::nn::Conv2d stem_{nullptr};
-  torch::nn::ModuleList convs_{nullptr};
-  torch::nn::ModuleList norms_{nullptr};
-  torch::nn::ModuleList projections_{nullptr};
-  torch::nn::Conv2d down1_{nullptr};
-  torch::nn::Conv2d down2_{nullptr};
-  torch::nn::ConvTranspose2d up1_{nullptr};
-  torch::nn::ConvTranspose2d up2_{nullptr};
+  ResidualBlock encoder_full_{nullptr};
+  torch::nn::Conv2d down_half_{nullptr};
+  ResidualBlock encoder_half_{nullptr};
+  torch::nn::Conv2d down_quarter_{nullptr};
+  ResidualBlock middle_{nullptr};
+  torch::nn::ConvTranspose2d up_half_{nullptr};
+  ResidualBlock decoder_half_{nullptr};
+  torch::nn::ConvTranspose2d up_full_{nullptr};
+  ResidualBlock decoder_full_{nullptr};
   torch::nn::GroupNorm out_norm_{nullptr};
   torch::nn::Conv2d out_{nullptr};
 };

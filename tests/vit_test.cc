@@ -1,0 +1,169 @@
+#include "core/models/vit.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/models/safetensors.h"
+
+namespace nearnd {
+namespace {
+
+VitConfig TinyConfig() {
+  VitConfig config;
+  config.name = "vit-tiny-test";
+  config.image_size = 16;
+  config.patch_size = 4;
+  config.channels = 3;
+  config.dim = 32;
+  config.depth = 4;
+  config.heads = 4;
+  config.mlp_dim = 64;
+  return config;
+}
+
+std::string TempPath(const std::string& name) {
+  return (std::filesystem::path(testing::TempDir()) / (std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(Vit, FeatureShapeIsBatchByDim) {
+  Vit vit(TinyConfig());
+  const torch::Tensor features = vit->forward(torch::randn({5, 3, 16, 16}));
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{5, 32}));
+}
+
+TEST(Vit, ParameterNamesFollowTimm) {
+  Vit vit(TinyConfig());
+  std::vector<std::string> names;
+  for (const auto& item : vit->named_parameters()) names.push_back(item.key());
+  EXPECT_THAT(names, testing::IsSupersetOf({"patch_embed.proj.weight", "cls_token", "pos_embed",
+                                            "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
+                                            "blocks.0.attn.proj.bias", "blocks.3.mlp.fc1.weight",
+                                            "blocks.3.mlp.fc2.bias", "norm.weight"}));
+  EXPECT_EQ(vit->named_parameters()["pos_embed"].sizes(), (std::vector<int64_t>{1, 17, 32}));
+}
+
+TEST(Vit, ClassifierLogitShape) {
+  Classifier classifier(Vit(TinyConfig()), 2);
+  EXPECT_EQ(classifier->forward(torch::randn({3, 3, 16, 16})).sizes(), (std::vector<int64_t>{3, 2}));
+}
+
+TEST(Vit, FrozenBlocksReceiveNoGradient) {
+  torch::manual_seed(7);
+  Classifier classifier(Vit(TinyConfig()), 2);
+  classifier->backbone()->FreezeFirstBlocks(2);
+
+  // The zero-initialised head passes no gradient back; give it weights first.
+  for (auto& parameter : classifier->named_parameters()) {
+    if (parameter.key().rfind("head.", 0) == 0) parameter.value().data().normal_();
+  }
+  const torch::Tensor logits = classifier->forward(torch::randn({4, 3, 16, 16}));
+  torch::nn::functional::cross_entropy(logits, torch::tensor({0, 1, 0, 1})).backward();
+
+  for (const auto& item : classifier->named_parameters()) {
+    const std::string& name = item.key();
+    const bool frozen = name.rfind("backbone.blocks.0.", 0) == 0 || name.rfind("backbone.blocks.1.", 0) == 0 ||
+                        name.rfind("backbone.patch_embed.", 0) == 0 || name == "backbone.cls_token" ||
+                        name == "backbone.pos_embed";
+    if (frozen) {
+      EXPECT_FALSE(item.value().requires_grad()) << name;
+      EXPECT_FALSE(item.value().grad().defined()) << name;
+    } else {
+      EXPECT_TRUE(item.value().requires_grad()) << name;
+      ASSERT_TRUE(item.value().grad().defined()) << name;
+      EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << name;
+    }
+  }
+}
+
+TEST(Vit, UnknownConfigNameIsRejected) {
+  absl::StatusOr<VitConfig> config = VitConfigByName("vit-huge-typo");
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), testing::HasSubstr("vit-huge-typo"));
+  EXPECT_THAT(config.status().message(), testing::HasSubstr("vit-b16"));
+}
+
+TEST(Safetensors, ModuleWeightsRoundTrip) {
+  torch::manual_seed(8);
+  Vit saved(TinyConfig());
+  const std::string path = TempPath("round_trip.safetensors");
+  ASSERT_TRUE(SaveModuleWeights(*saved, path).ok());
+
+  torch::manual_seed(9);
+  Vit loaded(TinyConfig());
+  const absl::Status status = LoadModuleWeights(*loaded, path);
+  ASSERT_TRUE(status.ok()) << status;
+
+  saved->eval();
+  loaded->eval();
+  const torch::Tensor input = torch::randn({2, 3, 16, 16});
+  EXPECT_TRUE(torch::equal(saved->forward(input), loaded->forward(input)));
+}
+
+TEST(Safetensors, ShapeMismatchNamesTensorAndShapes) {
+  Vit saved(TinyConfig());
+  const std::string path = TempPath("shape.safetensors");
+  ASSERT_TRUE(SaveModuleWeights(*saved, path).ok());
+
+  VitConfig wider = TinyConfig();
+  wider.mlp_dim = 96;
+  Vit loaded(wider);
+  const absl::Status status = LoadModuleWeights(*loaded, path);
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), testing::HasSubstr("blocks.0.mlp.fc1.bias"));
+  EXPECT_THAT(status.message(), testing::HasSubstr("[64]"));
+  EXPECT_THAT(status.message(), testing::HasSubstr("[96]"));
+}
+
+TEST(Safetensors, MissingTensorIsNamed) {
+  VitConfig shallow = TinyConfig();
+  shallow.depth = 2;
+  Vit saved(shallow);
+  const std::string path = TempPath("missing.safetensors");
+  ASSERT_TRUE(SaveModuleWeights(*saved, path).ok());
+
+  Vit loaded(TinyConfig());
+  const absl::Status status = LoadModuleWeights(*loaded, path);
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), testing::HasSubstr("missing tensor 'blocks.2."));
+}
+
+TEST(Safetensors, UnexpectedTensorIsRejectedUnlessIgnored) {
+  Classifier classifier(Vit(TinyConfig()), 2);
+  const std::string path = TempPath("classifier.safetensors");
+  ASSERT_TRUE(SaveSafetensors(
+                  [&] {
+                    std::map<std::string, torch::Tensor> tensors;
+                    for (const auto& item : classifier->backbone()->named_parameters()) tensors[item.key()] = item.value();
+                    tensors["head.weight"] = torch::zeros({2, 32});
+                    return tensors;
+                  }(),
+                  path)
+                  .ok());
+
+  Vit loaded(TinyConfig());
+  const absl::Status rejected = LoadModuleWeights(*loaded, path);
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_THAT(rejected.message(), testing::HasSubstr("unexpected tensor 'head.weight'"));
+  EXPECT_TRUE(LoadModuleWeights(*loaded, path, {"head."}).ok());
+}
+
+TEST(Safetensors, TruncatedFileIsRejected) {
+  Vit saved(TinyConfig());
+  const std::string path = TempPath("truncated.safetensors");
+  ASSERT_TRUE(SaveModuleWeights(*saved, path).ok());
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+
+  absl::StatusOr<std::map<std::string, torch::Tensor>> loaded = LoadSafetensors(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(loaded.status().message(), testing::HasSubstr("truncated"));
+  EXPECT_THAT(loaded.status().message(), testing::HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace nearnd
