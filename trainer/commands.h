@@ -19,6 +19,7 @@ absl::Status RunBundle(const std::vector<std::string>& args);
 absl::Status RunPipeline(const std::vector<std::string>& args);
 absl::Status RunExport(const std::vector<std::string>& args);
 absl::Status RunCompare(const std::vector<std::string>& args);
+absl::Status RunReport(const std::vector<std::string>& args);
 
 // RunScore sends the image files in `args` to a running scorer and prints one
 // "score<TAB>file" line per image on stdout, in argument order.

@@ -152,9 +152,6 @@ void VitImpl::FreezeFirstBlocks(int count) {
 ClassifierImpl::ClassifierImpl(Vit backbone, int classes) : backbone_(std::move(backbone)) {
   register_module("backbone", backbone_);
   head_ = register_module("head", torch::nn::Linear(backbone_->config().dim, classes));
-  torch::NoGradGuard no_grad;
-  torch::nn::init::zeros_(head_->weight);
-  torch::nn::init::zeros_(head_->bias);
 }
 
 torch::Tensor ClassifierImpl::forward(const torch::Tensor& images) { return head_(backbone_(images)); }
