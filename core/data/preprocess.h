@@ -19,6 +19,12 @@ struct PreprocessConfig {
   std::vector<float> std = {0.5f};
 };
 
+// ConvertChannels converts an image to 1 or 3 channels. Gray to RGB copies the level into all
+// three channels. RGB to gray uses the ITU-R 601-2 luma weights 0.299, 0.587 and 0.114 in
+// 16-bit fixed point, rounded to nearest, which matches Pillow's convert("L") bitwise.
+// REQUIRES: ValidateImage(image) is OK and channels is 1 or 3.
+Image ConvertChannels(const Image& image, int channels);
+
 // Preprocess turns one image into a float tensor of shape [channels, crop_size, crop_size].
 // Trainer and scorer both call it, so a served image becomes the tensor evaluation saw.
 torch::Tensor Preprocess(const Image& image, const PreprocessConfig& config);
@@ -33,6 +39,7 @@ torch::Tensor PreprocessBatch(const std::vector<Image>& images, size_t begin, si
 torch::Tensor ToUnitTensor(const Image& image, int channels, int size);
 
 // FromUnitTensor converts a tensor [C, H, W] in [0, 1] (values outside are clamped) to an image.
+// Pixels are round(value * 255), and NaN becomes 0.
 Image FromUnitTensor(const torch::Tensor& tensor);
 
 }  // namespace nearnd
