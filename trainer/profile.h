@@ -41,7 +41,7 @@ struct Profile {
 
   // Fine-tuning.
   int finetune_epochs = 10;
-  int freeze_blocks = 3;
+  int freeze_blocks = 2;
   int finetune_batch_size = 16;
   double finetune_lr = 4e-4;
   double weight_decay = 5e-5;

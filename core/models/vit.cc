@@ -40,7 +40,7 @@ VitConfig MakeConfig(const std::string& name, int image_size, int patch_size, in
 }  // namespace
 
 absl::StatusOr<VitConfig> VitConfigByName(const std::string& name) {
-  if (name == "vit-quick") return MakeConfig(name, 28, 4, 1, 128, 6, 4, 256);
+  if (name == "vit-quick") return MakeConfig(name, 28, 7, 1, 128, 4, 4, 256);
   if (name == "vit-ti16") return MakeConfig(name, 224, 16, 3, 192, 12, 3, 768);
   if (name == "vit-s16") return MakeConfig(name, 224, 16, 3, 384, 12, 6, 1536);
   if (name == "vit-b16") return MakeConfig(name, 224, 16, 3, 768, 12, 12, 3072);

@@ -14,10 +14,10 @@ namespace nearnd {
 struct VitConfig {
   std::string name = "vit-quick";
   int image_size = 28;
-  int patch_size = 4;
+  int patch_size = 7;
   int channels = 1;
   int dim = 128;
-  int depth = 6;
+  int depth = 4;
   int heads = 4;
   int mlp_dim = 256;
   double layer_norm_eps = 1e-6;
