@@ -610,6 +610,44 @@ TEST_F(ScorerTest, UnknownModelIsNotFound) {
   EXPECT_THAT(status.error_message(), HasSubstr(kModelName));
 }
 
+TEST_F(ScorerTest, ReflectionListsService) {
+  // ServerReflectionRequest{list_services: ""} is field 7, an empty string: bytes 0x3a 0x00.
+  grpc::GenericStub stub(Shared().channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::CompletionQueue queue;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &queue);
+  grpc::Slice list_services(std::string("\x3a\x00", 2));
+  const grpc::ByteBuffer request(&list_services, 1);
+  grpc::ByteBuffer response;
+  grpc::Status status;
+
+  // Each step waits for its own completion before the next starts.
+  const auto await = [&queue](int expected_tag) {
+    void* tag = nullptr;
+    bool ok = false;
+    return queue.Next(&tag, &ok) && ok && tag == reinterpret_cast<void*>(expected_tag);
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(await(1));
+  call->Write(request, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(await(2));
+  call->WritesDone(reinterpret_cast<void*>(3));
+  ASSERT_TRUE(await(3));
+  call->Read(&response, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(await(4));
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  ASSERT_TRUE(await(5));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  grpc::Slice bytes;
+  ASSERT_TRUE(response.DumpToSingleSlice(&bytes).ok());
+  const std::string text(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  EXPECT_THAT(text, HasSubstr("nearnd.v1.NoveltyService"));
+  EXPECT_THAT(text, HasSubstr("grpc.health.v1.Health"));
+}
+
 TEST_F(ScorerTest, MetricsCountRequests) {
   const std::string before = ScrapeMetrics();
 
