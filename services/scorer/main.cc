@@ -11,7 +11,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -96,6 +98,13 @@ absl::Status RunScorer(const std::vector<char*>& positional) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists the flags defined in this file, where Abseil's default looks for a file named
+  // after the binary.
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return absl::StrContains(path, "services/scorer/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "serves novelty scores of one bundle over gRPC.\n"
       "Usage: nearnd-scorer --bundle DIR [--port 50051] [--metrics-port 9464] [--host 0.0.0.0]");
