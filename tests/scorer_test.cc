@@ -730,6 +730,28 @@ TEST(ScorerProcess, MissingBundleFlagExitsNonZero) {
   EXPECT_THAT(result.stderr_text, HasSubstr("--bundle"));
 }
 
+TEST(ScorerProcess, BusyPortExitsNonZero) {
+  ASSERT_TRUE(Shared().error.empty()) << Shared().error;
+  const int holder = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(holder, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(holder, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  ASSERT_EQ(getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string busy_port = std::to_string(ntohs(address.sin_port));
+
+  const CommandResult result =
+      RunCommand({NEARND_SCORER_BINARY, "--bundle", Shared().bundle.string(), "--host", "127.0.0.1",
+                  "--port", busy_port, "--metrics-port", "0", "--threads", "1"});
+  close(holder);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.stderr_text, HasSubstr("127.0.0.1:" + busy_port));
+  EXPECT_THAT(result.stderr_text, HasSubstr("choose another --port"));
+}
+
 TEST(ScorerProcess, SigtermExitsZero) {
   ASSERT_TRUE(Shared().error.empty()) << Shared().error;
   int port = 0;

@@ -79,6 +79,9 @@ absl::StatusOr<std::unique_ptr<ScorerServer>> ScorerServer::Start(const ScorerOp
   // network.
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &scorer->port_);
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  // gRPC sets SO_REUSEPORT by default, so a second scorer on a busy port would silently share
+  // its traffic instead of failing to start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(scorer->service_.get());
   scorer->server_ = builder.BuildAndStart();
   if (scorer->server_ == nullptr || scorer->port_ == 0) {
