@@ -80,6 +80,7 @@ absl::Status CheckSettings(const GeneratorSettings& settings) {
 // Sample draws `count` images from the score network, in chunks, as 8-bit images.
 std::vector<Image> Sample(const VeSde& sde, ScoreNet& net, int count, int channels, int size,
                           const PcSamplerOptions& options) {
+  Progress progress("generate: sampling", count, "image");
   net->eval();
   const ScoreFunction score = [&](const torch::Tensor& x, const torch::Tensor& sigma) { return net->forward(x, sigma); };
   std::vector<Image> images;
@@ -88,6 +89,7 @@ std::vector<Image> Sample(const VeSde& sde, ScoreNet& net, int count, int channe
     const int n = std::min(kSampleChunk, count - begin);
     const torch::Tensor samples = SamplePc(sde, score, {n, channels, size, size}, options);
     for (int i = 0; i < n; ++i) images.push_back(FromUnitTensor(samples[i]));
+    progress.Update(begin + n);
   }
   net->train();
   return images;

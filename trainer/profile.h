@@ -18,29 +18,29 @@ struct Profile {
   int crop_size = 28;
 
   // Pretraining of the starting backbone on MNIST digits, when no weights are given.
-  int pretrain_epochs = 4;
+  int pretrain_epochs = 8;
   int pretrain_batch_size = 128;
   double pretrain_lr = 1e-3;
 
   // Score network and its training.
-  int generator_channels = 32;
+  int generator_channels = 16;
   int generator_size = 28;
   int generator_batch_size = 64;
   double generator_lr = 1e-3;
-  int generator_max_steps = 3000;
-  int generator_check_every = 500;
+  int generator_max_steps = 2000;
+  int generator_check_every = 200;
   double sigma_min = 0.01;
   double sigma_max = 25.0;
   double target_frechet_distance = 0.0;
 
   // Sampling.
-  int sampler_steps = 60;
+  int sampler_steps = 40;
   double snr = 0.16;
   int check_samples = 256;
   int fakes = 1000;
 
   // Fine-tuning.
-  int finetune_epochs = 10;
+  int finetune_epochs = 20;
   int freeze_blocks = 2;
   int finetune_batch_size = 16;
   double finetune_lr = 4e-4;
