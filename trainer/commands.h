@@ -25,4 +25,8 @@ absl::Status RunReport(const std::vector<std::string>& args);
 // "score<TAB>file" line per image on stdout, in argument order.
 absl::Status RunScore(const std::vector<std::string>& args);
 
+// RunEmbed writes the --backbone-weights backbone's features of the image files and folders in
+// `args`, or of the --preprocessed array, to --out as a float32 [N, dim] .npy file.
+absl::Status RunEmbed(const std::vector<std::string>& args);
+
 }  // namespace nearnd

@@ -37,6 +37,7 @@ constexpr Subcommand kSubcommands[] = {
     {"export", nearnd::RunExport, "write a dataset split as PNG files INDEX_LABEL.png"},
     {"score", nearnd::RunScore, "send image files to a running scorer: nearnd score --target HOST:PORT FILE..."},
     {"compare", nearnd::RunCompare, "check `nearnd score` output against evaluation's scores"},
+    {"embed", nearnd::RunEmbed, "write backbone features of FILE|DIR... or --preprocessed to --out FILE.npy"},
 };
 
 std::string Usage() {
