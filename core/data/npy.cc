@@ -240,20 +240,23 @@ absl::Status WriteNpy(const torch::Tensor& tensor, const std::string& path) {
 
 absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path) {
   NEARND_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path));
+  return ReadNpyBytes(bytes, path);
+}
 
+absl::StatusOr<torch::Tensor> ReadNpyBytes(absl::string_view bytes, const std::string& name) {
   size_t data_offset = 0;
   NEARND_ASSIGN_OR_RETURN(const absl::string_view header_text,
-                          SplitHeader(bytes, path, &data_offset));
-  NEARND_ASSIGN_OR_RETURN(const NpyHeader header, ParseHeader(header_text, path));
+                          SplitHeader(bytes, name, &data_offset));
+  NEARND_ASSIGN_OR_RETURN(const NpyHeader header, ParseHeader(header_text, name));
 
   if (header.fortran_order) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: .npy data is in Fortran order; save it in C order (numpy.ascontiguousarray)", path));
+        "%s: .npy data is in Fortran order; save it in C order (numpy.ascontiguousarray)", name));
   }
   const NpyType* type = FindType(header.descr);
   if (type == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("%s: .npy dtype '%s' is not supported; expected one of %s", path,
+        absl::StrFormat("%s: .npy dtype '%s' is not supported; expected one of %s", name,
                         header.descr, SupportedDescrs()));
   }
 
@@ -266,7 +269,7 @@ absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path) {
   const size_t data_size = bytes.size() - data_offset;
   if (overflow || data_size != expected_size) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("%s: .npy data is %d bytes, but shape %s of '%s' needs %s", path, data_size,
+        absl::StrFormat("%s: .npy data is %d bytes, but shape %s of '%s' needs %s", name, data_size,
                         FormatShape(header.shape), header.descr,
                         overflow ? "more than 2^64" : absl::StrCat(expected_size)));
   }

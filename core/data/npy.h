@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace nearnd {
 
@@ -16,5 +17,9 @@ absl::Status WriteNpy(const torch::Tensor& tensor, const std::string& path);
 // ReadNpy reads a .npy file of those dtypes in C order. Errors name the file and what is wrong
 // (bad magic, Fortran order, unsupported dtype, size not matching the shape).
 absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path);
+
+// ReadNpyBytes parses the contents of a .npy file held in memory, such as an entry of a .npz
+// archive, with the same checks as ReadNpy. `name` identifies the data in error messages.
+absl::StatusOr<torch::Tensor> ReadNpyBytes(absl::string_view bytes, const std::string& name);
 
 }  // namespace nearnd
