@@ -164,9 +164,13 @@ absl::Status LoadModuleWeights(torch::nn::Module& module, const std::string& pat
                                const std::vector<std::string>& ignored_prefixes) {
   auto loaded = LoadSafetensors(path);
   if (!loaded.ok()) return loaded.status();
+  return LoadTensorsIntoModule(module, *loaded, path, ignored_prefixes);
+}
 
+absl::Status LoadTensorsIntoModule(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                                   const std::string& source_name, const std::vector<std::string>& ignored_prefixes) {
   std::map<std::string, torch::Tensor> targets = NamedTensors(module);
-  for (const auto& [name, tensor] : *loaded) {
+  for (const auto& [name, tensor] : tensors) {
     if (targets.count(name) != 0) continue;
     const bool ignored = std::any_of(ignored_prefixes.begin(), ignored_prefixes.end(),
                                      [&](const std::string& prefix) { return absl::StartsWith(name, prefix); });
@@ -174,20 +178,20 @@ absl::Status LoadModuleWeights(torch::nn::Module& module, const std::string& pat
       return absl::InvalidArgumentError(absl::StrFormat(
           "weights file %s has unexpected tensor '%s' of shape %s that the model does not have; check the backbone "
           "architecture",
-          path, name, ShapeString(tensor.sizes())));
+          source_name, name, ShapeString(tensor.sizes())));
     }
   }
 
   torch::NoGradGuard no_grad;
   for (auto& [name, target] : targets) {
-    auto found = loaded->find(name);
-    if (found == loaded->end()) {
-      return absl::InvalidArgumentError(absl::StrFormat("weights file %s is missing tensor '%s' of shape %s", path, name,
-                                                        ShapeString(target.sizes())));
+    auto found = tensors.find(name);
+    if (found == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat("weights file %s is missing tensor '%s' of shape %s",
+                                                        source_name, name, ShapeString(target.sizes())));
     }
     if (found->second.sizes() != target.sizes()) {
       return absl::InvalidArgumentError(absl::StrFormat("weights file %s: tensor '%s' has shape %s but the model expects %s",
-                                                        path, name, ShapeString(found->second.sizes()),
+                                                        source_name, name, ShapeString(found->second.sizes()),
                                                         ShapeString(target.sizes())));
     }
     target.copy_(found->second.to(target.scalar_type()));

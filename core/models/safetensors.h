@@ -2,6 +2,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -27,5 +28,12 @@ absl::Status SaveModuleWeights(const torch::nn::Module& module, const std::strin
 // lacks whose name starts with one of ignored_prefixes are skipped, any other is an error.
 absl::Status LoadModuleWeights(torch::nn::Module& module, const std::string& path,
                                const std::vector<std::string>& ignored_prefixes = {});
+
+// LoadTensorsIntoModule copies named tensors into a module's parameters and buffers with the
+// checks of LoadModuleWeights. `source_name` names the origin of the tensors in error messages,
+// which also name the tensor and, for a shape mismatch, both shapes.
+absl::Status LoadTensorsIntoModule(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                                   const std::string& source_name,
+                                   const std::vector<std::string>& ignored_prefixes = {});
 
 }  // namespace nearnd
