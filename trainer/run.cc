@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "core/data/npy.h"
+#include "core/models/checkpoint.h"
 #include "core/models/safetensors.h"
 #include "core/util/status_macros.h"
 #include "trainer/flags.h"
@@ -128,8 +129,8 @@ absl::StatusOr<StartingBackbone> LoadStartingBackbone(const RunContext& context)
     starting.weights_source = path;
   }
 
-  // Checkpoints of classifiers carry a head; the backbone ignores it.
-  NEARND_RETURN_IF_ERROR(LoadModuleWeights(*starting.vit, path, {"head."}));
+  // .safetensors (timm names) or .npz (Google layout); classifier heads are ignored.
+  NEARND_RETURN_IF_ERROR(LoadVitCheckpoint(starting.vit, path));
   return starting;
 }
 
