@@ -1,6 +1,6 @@
-// `nearnd evaluate`: AUROC of the novelty score on the test split, one-vs-all and one-vs-one
-// against each other class (the minimum is the near-distribution "bottom-1" figure), and with
-// the generator's fakes as anomalies; for the starting backbone and for the fine-tuned one.
+// `nearnd evaluate`: AUROC of the novelty score on the test split, for the starting backbone and
+// for the fine-tuned one. It measures one-vs-all, one-vs-one against each other class (whose
+// minimum is the near-distribution "bottom-1" figure), and the generator's fakes as anomalies.
 
 #include <filesystem>
 #include <fstream>

@@ -60,7 +60,7 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
       starting.vit->config().name, normal_count, fake_count, freeze, starting.vit->config().depth, lr, weight_decay,
       training.batch_size, training.epochs);
 
-  // Each epoch sees every fake and as many normal images drawn at random, so the classes stay
+  // Each epoch uses every fake and as many normal images drawn at random, so the classes stay
   // balanced however many fakes there are.
   const auto balanced_epoch = [&](int) {
     std::vector<int64_t> indices;

@@ -32,6 +32,8 @@ ABSL_FLAG(double, target_fd, -1,
           "to the normal class.");
 ABSL_FLAG(double, sigma_max, -1, "Largest noise level of the VE SDE (-1: from --profile).");
 ABSL_FLAG(int, sampler_steps, -1, "Predictor-corrector steps per sample (-1: from --profile).");
+ABSL_FLAG(double, snr, -1,
+          "Signal-to-noise ratio of the Langevin corrector's step (-1: from --profile).");
 ABSL_FLAG(int, fakes, -1, "Fake anomalies to sample once generation stops (-1: from --profile).");
 
 ABSL_FLAG(int, epochs, -1, "Fine-tuning epochs (-1: from --profile).");

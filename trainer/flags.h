@@ -30,6 +30,7 @@ ABSL_DECLARE_FLAG(double, generator_lr);
 ABSL_DECLARE_FLAG(double, target_fd);
 ABSL_DECLARE_FLAG(double, sigma_max);
 ABSL_DECLARE_FLAG(int, sampler_steps);
+ABSL_DECLARE_FLAG(double, snr);
 ABSL_DECLARE_FLAG(int, fakes);
 
 // finetune

@@ -58,7 +58,7 @@ GeneratorSettings ResolveSettings(const Profile& profile) {
   settings.sigma_max = FlagOr(absl::GetFlag(FLAGS_sigma_max), profile.sigma_max);
   settings.fakes = FlagOr(absl::GetFlag(FLAGS_fakes), profile.fakes);
   settings.sampler.steps = FlagOr(absl::GetFlag(FLAGS_sampler_steps), profile.sampler_steps);
-  settings.sampler.snr = profile.snr;
+  settings.sampler.snr = FlagOr(absl::GetFlag(FLAGS_snr), profile.snr);
   return settings;
 }
 
@@ -117,6 +117,15 @@ Image TileImages(const std::vector<Image>& images, int columns) {
   return grid;
 }
 
+absl::Status WriteGrid(const std::string& path, const std::vector<Image>& images) {
+  const std::vector<Image> preview(images.begin(), images.begin() + std::min<size_t>(images.size(), 100));
+  NEARND_ASSIGN_OR_RETURN(std::string png, EncodePng(TileImages(preview, 10)));
+  std::ofstream out(path, std::ios::binary);
+  out << png;
+  if (!out) return absl::PermissionDeniedError(absl::StrFormat("cannot write %s", path));
+  return absl::OkStatus();
+}
+
 absl::Status WriteFakes(const RunPaths& paths, const std::vector<Image>& fakes) {
   // N x C x H x W uint8, the exact pixels fine-tuning reads back.
   const Image& first = fakes.front();
@@ -128,13 +137,7 @@ absl::Status WriteFakes(const RunPaths& paths, const std::vector<Image>& fakes) 
                        .permute({2, 0, 1}));
   }
   NEARND_RETURN_IF_ERROR(WriteNpy(array, paths.Fakes()));
-
-  const std::vector<Image> preview(fakes.begin(), fakes.begin() + std::min<size_t>(fakes.size(), 100));
-  NEARND_ASSIGN_OR_RETURN(std::string png, EncodePng(TileImages(preview, 10)));
-  std::ofstream out(paths.FakesGrid(), std::ios::binary);
-  out << png;
-  if (!out) return absl::PermissionDeniedError(absl::StrFormat("cannot write %s", paths.FakesGrid()));
-  return absl::OkStatus();
+  return WriteGrid(paths.FakesGrid(), fakes);
 }
 
 absl::Status WriteCurve(const RunPaths& paths, const nearnd::v1::GeneratorReport& generator) {
@@ -156,7 +159,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   const GeneratorSettings settings = ResolveSettings(context.profile);
   NEARND_RETURN_IF_ERROR(CheckSettings(settings));
 
-  // The normal training images, as the generator sees them: [N, C, S, S] in [0, 1].
+  NEARND_RETURN_IF_ERROR(EnsureDirectory(context.paths.Path("generate")));
+
+  // The normal training images in the generator's input form: [N, C, S, S] in [0, 1].
   NEARND_ASSIGN_OR_RETURN(Dataset train, LoadDataset(context, "train"));
   const std::vector<Image> normals = train.ImagesOfClass(context.normal_class);
   const int channels = normals.front().channels;
@@ -224,6 +229,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     const std::vector<Image> samples = Sample(sde, ema, context.profile.check_samples, channels, size, settings.sampler);
     NEARND_ASSIGN_OR_RETURN(double distance,
                             FrechetDistance(Embed(starting.vit, samples, preprocess, kFeatureBatch), normal_features));
+    NEARND_RETURN_IF_ERROR(WriteGrid(context.paths.Path(absl::StrFormat("generate/samples_step_%d.png", step)), samples));
     nearnd::v1::FrechetPoint* point = generator.add_curve();
     point->set_step(step);
     point->set_frechet_distance(distance);
@@ -249,7 +255,6 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   const std::vector<Image> fakes = Sample(sde, ema, settings.fakes, channels, size, settings.sampler);
   generator.set_fakes(settings.fakes);
 
-  NEARND_RETURN_IF_ERROR(EnsureDirectory(context.paths.Path("generate")));
   NEARND_RETURN_IF_ERROR(SaveModuleWeights(*ema, context.paths.ScoreNetWeights()));
   NEARND_RETURN_IF_ERROR(WriteFakes(context.paths, fakes));
   NEARND_RETURN_IF_ERROR(WriteCurve(context.paths, generator));

@@ -163,7 +163,7 @@ absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths) {
   }
   NEARND_ASSIGN_OR_RETURN(torch::Tensor array, ReadNpy(paths.Fakes()));
   if (array.scalar_type() != torch::kUInt8 || array.dim() != 4) {
-    return absl::DataLossError(absl::StrFormat("%s holds a %s array of %d dimensions; expected uint8 [N, C, H, W]",
+    return absl::DataLossError(absl::StrFormat("%s contains a %s array of %d dimensions; expected uint8 [N, C, H, W]",
                                                paths.Fakes(), c10::toString(array.scalar_type()), array.dim()));
   }
   std::vector<Image> fakes;
