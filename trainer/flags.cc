@@ -15,8 +15,8 @@ ABSL_FLAG(std::string, backbone, "",
           "Backbone configuration: vit-quick, vit-ti16, vit-s16, vit-b16, vit-b32 or vit-l16 (default: "
           "from --profile).");
 ABSL_FLAG(std::string, backbone_weights, "",
-          "Pretrained backbone weights (.safetensors, timm names). Empty: pretrain on --pretrain-dataset "
-          "into OUT/pretrain.");
+          "Pretrained backbone weights: a Google ViT .npz or a timm .safetensors checkpoint. Empty: pretrain "
+          "on --pretrain-dataset into OUT/pretrain.");
 
 ABSL_FLAG(std::string, pretrain_dataset, "mnist",
           "Labelled dataset the starting backbone is pretrained on when --backbone-weights is empty. It "

@@ -6,7 +6,7 @@
 
 namespace nearnd {
 
-// Profile is a named set of defaults for every step; a flag given on the command line wins.
+// Profile is a named set of defaults for every step. A flag given on the command line wins.
 //   quick: a small ViT at 28x28 and a small score network, sized to run on a 2-core CPU.
 //   paper: ViT-B/16 at 224 with the reference recipe and a larger score network, for GPUs.
 struct Profile {
