@@ -9,7 +9,10 @@ absl::StatusOr<Profile> ProfileByName(const std::string& name) {
   profile.name = name;
   if (name == "quick") {
     profile.backbone = "vit-quick";
-    profile.target_frechet_distance = 40.0;
+
+    // Measured on Fashion-MNIST class 6 with this profile: the distance falls from about 16 at
+    // step 300 to a plateau of about 4.6 from step 600, so 8 stops well before convergence.
+    profile.target_frechet_distance = 8.0;
     return profile;
   }
   if (name == "paper") {
@@ -21,8 +24,11 @@ absl::StatusOr<Profile> ProfileByName(const std::string& name) {
     profile.generator_max_steps = 100000;
     profile.generator_check_every = 2000;
     profile.sigma_max = 50.0;
+    // NOTE: the distance is measured on the starting backbone's features, not Inception's, so
+    // the usual FID targets do not carry over exactly; check the curve and set --target-fd.
     profile.target_frechet_distance = 40.0;
     profile.sampler_steps = 1000;
+    profile.snr = 0.16;
     profile.check_samples = 1000;
     profile.fakes = 5000;
     profile.finetune_epochs = 15;

@@ -27,17 +27,17 @@ struct Profile {
   int generator_size = 28;
   int generator_batch_size = 64;
   double generator_lr = 1e-3;
-  int generator_max_steps = 2000;
+  int generator_max_steps = 1200;
   int generator_check_every = 200;
   double sigma_min = 0.01;
   double sigma_max = 25.0;
   double target_frechet_distance = 0.0;
 
   // Sampling.
-  int sampler_steps = 40;
-  double snr = 0.16;
+  int sampler_steps = 100;
+  double snr = 0.3;
   int check_samples = 256;
-  int fakes = 1000;
+  int fakes = 500;
 
   // Fine-tuning.
   int finetune_epochs = 20;
