@@ -141,6 +141,9 @@ TEST_F(TrainerTest, PipelineWritesReportAndBundle) {
   EXPECT_EQ(manifest->k(), 2u);
   EXPECT_EQ(manifest->threshold().heldout_images(), 3u);
   EXPECT_EQ(manifest->provenance().generator_step(), 4u);
+  ASSERT_EQ(manifest->preprocessing().mean_size(), 1);
+  EXPECT_FLOAT_EQ(manifest->preprocessing().mean(0), 0.5f);
+  EXPECT_FLOAT_EQ(manifest->preprocessing().std(0), 0.5f);
 
   // A second pipeline resumes: every step with output is skipped.
   const CommandResult again = Nearnd(Concat({"pipeline"}, SmallRun(out)), std::chrono::seconds(120));
@@ -191,6 +194,24 @@ TEST_F(TrainerTest, UnknownProfileIsRejected) {
   const CommandResult result = Nearnd({"pipeline", "--out=" + RunDir("profile"), "--profile=turbo"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.stderr_text, HasSubstr("unknown profile 'turbo'"));
+}
+
+TEST_F(TrainerTest, UnknownNormalizationIsRejected) {
+  const CommandResult result = Nearnd({"pipeline", "--out=" + RunDir("normalization"), "--normalization=cifar"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--normalization=cifar is invalid"));
+}
+
+TEST_F(TrainerTest, ImagenetNormalizationReachesBundle) {
+  const std::string out = RunDir("imagenet");
+  const CommandResult result =
+      Nearnd(Concat({"pipeline", "--normalization=imagenet"}, SmallRun(out)), std::chrono::seconds(600));
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  absl::StatusOr<nearnd::v1::Manifest> manifest = ReadBundle((fs::path(out) / "bundle").string());
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  ASSERT_EQ(manifest->preprocessing().mean_size(), 1);
+  EXPECT_FLOAT_EQ(manifest->preprocessing().mean(0), 0.449f);
+  EXPECT_FLOAT_EQ(manifest->preprocessing().std(0), 0.226f);
 }
 
 TEST_F(TrainerTest, MissingDataNamesFetchScript) {

@@ -153,6 +153,7 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
   // Only the profile's defaults are needed: no run directory is read or created.
   RunContext context;
   NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
+  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
   NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
   Vit& backbone = starting.vit;

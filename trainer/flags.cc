@@ -18,6 +18,10 @@ ABSL_FLAG(std::string, backbone_weights, "",
           "Pretrained backbone weights: a Google ViT .npz or a timm .safetensors checkpoint. Empty: pretrain "
           "on --pretrain-dataset into OUT/pretrain.");
 
+ABSL_FLAG(std::string, normalization, "backbone",
+          "Input normalisation: backbone (mean and std 0.5 per channel, as Google and timm ViT checkpoints "
+          "were trained) or imagenet (the ImageNet mean and std, which the reference novelty-detection code "
+          "applies to ViT too). The bundle stores the values, so the scorer applies the same.");
 ABSL_FLAG(std::string, pretrain_dataset, "mnist",
           "Labelled dataset the starting backbone is pretrained on when --backbone-weights is empty. It "
           "must differ from --dataset.");

@@ -17,6 +17,7 @@ ABSL_DECLARE_FLAG(int, threads);
 ABSL_DECLARE_FLAG(int, seed);
 ABSL_DECLARE_FLAG(std::string, backbone);
 ABSL_DECLARE_FLAG(std::string, backbone_weights);
+ABSL_DECLARE_FLAG(std::string, normalization);
 
 // pretrain
 ABSL_DECLARE_FLAG(std::string, pretrain_dataset);

@@ -83,6 +83,7 @@ absl::StatusOr<RunContext> MakeRunContext() {
   context.data_dir = absl::GetFlag(FLAGS_data_dir);
   context.normal_class = absl::GetFlag(FLAGS_normal_class);
   context.seed = absl::GetFlag(FLAGS_seed);
+  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
 
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return absl::InvalidArgumentError("--out is empty; give the run directory, e.g. --out runs/shirt");
@@ -91,6 +92,16 @@ absl::StatusOr<RunContext> MakeRunContext() {
 
   torch::manual_seed(context.seed);
   return context;
+}
+
+absl::Status ResolveNormalization(RunContext& context) {
+  const std::string normalization = absl::GetFlag(FLAGS_normalization);
+  if (normalization != "backbone" && normalization != "imagenet") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--normalization=%s is invalid; use backbone (mean and std 0.5) or imagenet", normalization));
+  }
+  context.imagenet_normalization = normalization == "imagenet";
+  return absl::OkStatus();
 }
 
 int FlagOr(int value, int profile_default) { return value == -1 ? profile_default : value; }
@@ -151,8 +162,17 @@ PreprocessConfig BackbonePreprocess(const RunContext& context, const VitConfig& 
   preprocess.resize_size = context.profile.resize_size * config.image_size / context.profile.crop_size;
   preprocess.crop_size = config.image_size;
   preprocess.channels = config.channels;
-  preprocess.mean.assign(config.channels, 0.5f);
-  preprocess.std.assign(config.channels, 0.5f);
+  if (!context.imagenet_normalization) {
+    preprocess.mean.assign(config.channels, 0.5f);
+    preprocess.std.assign(config.channels, 0.5f);
+  } else if (config.channels == 3) {
+    preprocess.mean = {0.485f, 0.456f, 0.406f};
+    preprocess.std = {0.229f, 0.224f, 0.225f};
+  } else {
+    // A grayscale backbone gets the mean of the three channels' values.
+    preprocess.mean.assign(config.channels, 0.449f);
+    preprocess.std.assign(config.channels, 0.226f);
+  }
   return preprocess;
 }
 

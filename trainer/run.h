@@ -49,11 +49,18 @@ struct RunContext {
   std::string data_dir;
   int normal_class = 0;
   int seed = 0;
+
+  // Normalise inputs with the ImageNet mean and std instead of the backbone's 0.5.
+  bool imagenet_normalization = false;
 };
 
 // MakeRunContext reads the shared flags, checks them, creates the run directory and seeds
 // LibTorch.
 absl::StatusOr<RunContext> MakeRunContext();
+
+// ResolveNormalization reads --normalization into the context; other values than "backbone" and
+// "imagenet" are an InvalidArgumentError.
+absl::Status ResolveNormalization(RunContext& context);
 
 // FlagOr returns `value` unless it is -1, in which case it returns the profile's default.
 int FlagOr(int value, int profile_default);
