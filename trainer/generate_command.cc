@@ -77,6 +77,19 @@ absl::Status CheckSettings(const GeneratorSettings& settings) {
   return absl::OkStatus();
 }
 
+// UpdateMovingAverage sets every parameter of `average` to decay * average + (1 - decay) * model
+// and copies the buffers, so a decay of 0 makes `average` a copy of `model`.
+void UpdateMovingAverage(torch::nn::Module& average, const torch::nn::Module& model, double decay) {
+  torch::NoGradGuard no_grad;
+  const auto source = model.parameters();
+  auto target = average.parameters();
+  for (size_t i = 0; i < source.size(); ++i) target[i].mul_(decay).add_(source[i], 1.0 - decay);
+
+  const auto source_buffers = model.buffers();
+  auto target_buffers = average.buffers();
+  for (size_t i = 0; i < source_buffers.size(); ++i) target_buffers[i].copy_(source_buffers[i]);
+}
+
 // Sample draws `count` images from the score network, in chunks, as 8-bit images.
 std::vector<Image> Sample(const VeSde& sde, ScoreNet& net, int count, int channels, int size,
                           const PcSamplerOptions& options) {
@@ -181,13 +194,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   net_config.base_channels = settings.channels_width;
   ScoreNet net(net_config);
   ScoreNet ema(net_config);
-  {
-    torch::NoGradGuard no_grad;
-    const auto source = net->parameters();
-    auto target = ema->parameters();
-    for (size_t i = 0; i < source.size(); ++i) target[i].copy_(source[i]);
-    ema->named_buffers()["fourier_frequencies"].copy_(net->named_buffers()["fourier_frequencies"]);
-  }
+  UpdateMovingAverage(*ema, *net, 0.0);
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(settings.lr));
   const VeSde sde(context.profile.sigma_min, settings.sigma_max);
   LOG(INFO) << absl::StrFormat(
@@ -204,8 +211,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   Progress progress("generate", settings.max_steps, "step");
   double loss_sum = 0.0;
   int loss_count = 0;
-  int step = 0;
-  for (step = 1; step <= settings.max_steps; ++step) {
+  for (int step = 1; step <= settings.max_steps; ++step) {
     // One denoising score matching step on a random batch.
     const torch::Tensor batch = data.index_select(0, torch::randint(data.size(0), {context.profile.generator_batch_size},
                                                                     torch::kInt64));
@@ -214,12 +220,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     loss.backward();
     torch::nn::utils::clip_grad_norm_(net->parameters(), kGradientClip);
     optimizer.step();
-    {
-      torch::NoGradGuard no_grad;
-      const auto source = net->parameters();
-      auto target = ema->parameters();
-      for (size_t i = 0; i < source.size(); ++i) target[i].mul_(kEmaDecay).add_(source[i], 1.0 - kEmaDecay);
-    }
+    UpdateMovingAverage(*ema, *net, kEmaDecay);
     loss_sum += loss.item<double>();
     ++loss_count;
     progress.Update(step, absl::StrFormat("loss %.2f", loss_sum / loss_count));

@@ -1,15 +1,10 @@
 #pragma once
 
-#include <functional>
-
 #include <torch/torch.h>
 
 #include "core/sde/ve_sde.h"
 
 namespace nearnd {
-
-// ScoreFunction maps (x [N, ...], sigma [N]) to the score estimate, shaped like x.
-using ScoreFunction = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
 
 // PcSamplerOptions configures predictor-corrector sampling.
 struct PcSamplerOptions {

@@ -23,7 +23,7 @@ torch::Tensor VeSde::DiscreteSigmas(int steps) const {
 }
 
 torch::Tensor DenoisingScoreMatchingLoss(
-    const VeSde& sde, const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& score,
+    const VeSde& sde, const ScoreFunction& score,
     const torch::Tensor& x0, double eps) {
   const int64_t batch = x0.size(0);
   const torch::Tensor t = torch::rand({batch}, x0.options()) * (1.0 - eps) + eps;

@@ -1,8 +1,13 @@
 #pragma once
 
+#include <functional>
+
 #include <torch/torch.h>
 
 namespace nearnd {
+
+// ScoreFunction maps (x [N, ...], sigma [N]) to the score estimate, shaped like x.
+using ScoreFunction = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
 
 // VeSde is the variance-exploding SDE dx = sqrt(d[sigma^2(t)]/dt) dw on t in [0, 1] with the
 // geometric noise schedule sigma(t) = sigma_min * (sigma_max / sigma_min)^t.
@@ -39,7 +44,7 @@ class VeSde {
 // weighting lambda(t) = sigma(t)^2 and t ~ U(eps, 1):
 //   mean over the batch of || sigma * score(x0 + sigma z, sigma) + z ||^2 / 2, summed over pixels.
 torch::Tensor DenoisingScoreMatchingLoss(
-    const VeSde& sde, const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& score,
+    const VeSde& sde, const ScoreFunction& score,
     const torch::Tensor& x0, double eps = 1e-5);
 
 }  // namespace nearnd
