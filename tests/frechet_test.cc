@@ -40,7 +40,8 @@ TEST(FrechetDistance, GrowsWithMeanShift) {
   const torch::Tensor a = torch::randn({500, 8});
   absl::StatusOr<double> near = FrechetDistance(a, a + 0.1);
   absl::StatusOr<double> far = FrechetDistance(a, a + 1.0);
-  ASSERT_TRUE(near.ok() && far.ok());
+  ASSERT_TRUE(near.ok()) << near.status();
+  ASSERT_TRUE(far.ok()) << far.status();
   EXPECT_NEAR(*near, 8 * 0.01, 1e-6);
   EXPECT_NEAR(*far, 8 * 1.0, 1e-6);
 }

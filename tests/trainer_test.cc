@@ -106,7 +106,7 @@ TEST_F(TrainerTest, PipelineWritesReportAndBundle) {
   ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
   EXPECT_THAT(result.stderr_text, HasSubstr("generate: step 2 Frechet distance"));
 
-  // The report holds every section, with AUROCs in [0, 1] for all nine anomaly classes.
+  // The report contains every section, with AUROCs in [0, 1] for all nine anomaly classes.
   std::ifstream in(fs::path(out) / "report.json");
   std::stringstream json;
   json << in.rdbuf();

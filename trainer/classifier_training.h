@@ -21,9 +21,10 @@ struct ClassifierTraining {
 };
 
 // TrainClassifier trains `model` with cross-entropy on images and their labels, reshuffled each
-// epoch and preprocessed per batch; only parameters that require gradients change. `sample`, if
-// set, returns the image indices of an epoch, the same count for every epoch (for class
-// balancing); otherwise every image is used once per epoch. Returns the last epoch's mean loss.
+// epoch and preprocessed per batch. Only parameters that require gradients change. `sample`, if
+// set, returns the image indices of an epoch, the same count for every epoch, so callers can
+// balance classes. Without it every image is used once per epoch. Returns the last epoch's
+// mean loss.
 double TrainClassifier(Classifier& model, const std::vector<Image>& images, const std::vector<int64_t>& labels,
                        const PreprocessConfig& preprocess, torch::optim::Optimizer& optimizer,
                        const ClassifierTraining& training,

@@ -1,6 +1,6 @@
 // `nearnd pretrain`: gives the starting backbone real pretrained knowledge when no pretrained
 // weights are at hand, by training it to classify a different labelled dataset (MNIST digits by
-// default). It never sees the labels of the dataset under test.
+// default). It never reads the labels of the dataset under test.
 
 #include <glog/logging.h>
 

@@ -24,8 +24,8 @@ absl::StatusOr<Profile> ProfileByName(const std::string& name) {
     profile.generator_max_steps = 100000;
     profile.generator_check_every = 2000;
     profile.sigma_max = 50.0;
-    // NOTE: the distance is measured on the starting backbone's features, not Inception's, so
-    // the usual FID targets do not carry over exactly; check the curve and set --target-fd.
+    // NOTE: the distance is measured on the starting backbone's features, not Inception's, so the
+    // usual FID targets do not carry over exactly. Check the curve and set --target-fd.
     profile.target_frechet_distance = 40.0;
     profile.sampler_steps = 1000;
     profile.snr = 0.16;

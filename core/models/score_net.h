@@ -15,8 +15,9 @@ struct ScoreNetConfig {
   double fourier_scale = 16.0;
 };
 
-// Residual block conditioned on the noise embedding: GroupNorm, SiLU, 3x3 conv, plus a
-// projection of the embedding; GroupNorm, SiLU, 3x3 conv; a 1x1 skip when widths differ.
+// Residual block conditioned on the noise embedding. Its first half is GroupNorm, SiLU and a
+// 3x3 conv plus a projection of the embedding, its second half GroupNorm, SiLU and a 3x3 conv,
+// and a 1x1 conv skip matches widths when they differ.
 class ResidualBlockImpl : public torch::nn::Module {
  public:
   ResidualBlockImpl(int in_channels, int out_channels, int embedding_dim);
