@@ -104,7 +104,7 @@ std::string WriteTinyBundle(const fs::path& work, const fs::path& bundle) {
   std::vector<Image> normal;
   for (int seed = 0; seed < 6; ++seed) normal.push_back(MakeImage(8, 8, 1, seed));
   KnnIndex index(config.dim);
-  status = index.Add(Embed(backbone, normal, preprocess, 4));
+  status = index.Add(Embed(*MakeVitBackbone(backbone), normal, preprocess, 4));
   if (!status.ok()) return status.ToString();
   const fs::path index_path = work / "index.faiss";
   status = index.Save(index_path.string());

@@ -12,9 +12,14 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "core/bundle/bundle.h"
 #include "core/data/dataset.h"
+#include "core/data/npy.h"
+#include "core/models/backbone.h"
+#include "core/models/safetensors.h"
+#include "core/scoring/novelty_model.h"
 #include "nearnd/v1/report.pb.h"
 #include "tests/test_support.h"
 
@@ -22,6 +27,7 @@ namespace nearnd {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Classes of Fashion-MNIST and of MNIST digits.
 constexpr int kClasses = 10;
@@ -95,6 +101,36 @@ class TrainerTest : public ::testing::Test {
 
 std::string* TrainerTest::work_ = nullptr;
 
+// ExpectOnlyUnfrozenChanged checks that the parameters named by `frozen` prefixes are equal in
+// two weight files and that every other parameter changed. Batch-norm statistics are buffers
+// that training updates in any case, so running_mean, running_var and num_batches_tracked are
+// not compared.
+void ExpectOnlyUnfrozenChanged(const fs::path& before_path, const fs::path& after_path,
+                               const std::vector<std::string>& frozen) {
+  absl::StatusOr<std::map<std::string, torch::Tensor>> before = LoadSafetensors(before_path.string());
+  absl::StatusOr<std::map<std::string, torch::Tensor>> after = LoadSafetensors(after_path.string());
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(before->size(), after->size());
+  int frozen_count = 0;
+  int trained_count = 0;
+  for (const auto& [name, tensor] : *before) {
+    if (absl::StrContains(name, "running_") || absl::StrContains(name, "num_batches_tracked")) continue;
+    ASSERT_EQ(after->count(name), 1u) << name;
+    const bool is_frozen = std::any_of(frozen.begin(), frozen.end(),
+                                       [&](const std::string& prefix) { return absl::StartsWith(name, prefix); });
+    if (is_frozen) {
+      EXPECT_TRUE(torch::equal(tensor, after->at(name))) << name << " is frozen but changed";
+      ++frozen_count;
+    } else {
+      EXPECT_FALSE(torch::equal(tensor, after->at(name))) << name << " is trainable but did not change";
+      ++trained_count;
+    }
+  }
+  EXPECT_GT(frozen_count, 0);
+  EXPECT_GT(trained_count, 0);
+}
+
 std::vector<std::string> Concat(std::vector<std::string> first, const std::vector<std::string>& second) {
   first.insert(first.end(), second.begin(), second.end());
   return first;
@@ -145,6 +181,11 @@ TEST_F(TrainerTest, PipelineWritesReportAndBundle) {
   EXPECT_FLOAT_EQ(manifest->preprocessing().mean(0), 0.5f);
   EXPECT_FLOAT_EQ(manifest->preprocessing().std(0), 0.5f);
 
+  // Fine-tuning changed the unfrozen half of vit-quick's 4 blocks and kept the frozen parameters.
+  ExpectOnlyUnfrozenChanged(fs::path(out) / "pretrain" / "backbone.safetensors",
+                            fs::path(out) / "finetune" / "backbone.safetensors",
+                            {"patch_embed.", "cls_token", "pos_embed", "blocks.0.", "blocks.1."});
+
   // A second pipeline resumes: every step with output is skipped.
   const CommandResult again = Nearnd(Concat({"pipeline"}, SmallRun(out)), std::chrono::seconds(120));
   ASSERT_EQ(again.exit_code, 0) << again.stderr_text;
@@ -161,6 +202,138 @@ TEST_F(TrainerTest, PipelineWritesReportAndBundle) {
   const CommandResult rebundle = Nearnd(Concat({"bundle"}, SmallRun(out)));
   EXPECT_EQ(rebundle.exit_code, 1);
   EXPECT_THAT(rebundle.stderr_text, HasSubstr("already exists"));
+}
+
+// ScriptedBackbone writes tests/parity/make_scripted_backbone.py's module to `path` with
+// `args`, or returns the script's error output. An empty result means success.
+std::string ScriptedBackbone(const fs::path& path, const std::vector<std::string>& args = {}) {
+  std::vector<std::string> argv = {"/usr/bin/python3", NEARND_SOURCE_DIR "/tests/parity/make_scripted_backbone.py",
+                                   "--out", path.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const CommandResult result = RunCommand(argv, "", std::chrono::seconds(120));
+  return result.exit_code == 0 ? "" : result.stderr_text + " (exit code " + std::to_string(result.exit_code) + ")";
+}
+
+bool PythonHasTorch() {
+  return RunCommand({"/usr/bin/python3", "-c", "import numpy, torch"}, "", std::chrono::seconds(60)).exit_code == 0;
+}
+
+TEST_F(TrainerTest, TorchScriptBackboneRunsPipelineAndServes) {
+  if (!PythonHasTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch; install python3-torch (scripts/setup)";
+  const std::string out = RunDir("torchscript");
+  fs::create_directories(out);
+  const fs::path module = fs::path(out) / "small_convnet.pt";
+  ASSERT_EQ(ScriptedBackbone(module, {"--image-size=28", "--channels=3", "--mean=0.25", "--std=0.5"}), "");
+
+  // conv1 frozen by prefix; conv2, bn2 and fc trained.
+  const CommandResult result = Nearnd(Concat({"pipeline", "--backbone=torchscript:" + module.string(), "--freeze=conv1."},
+                                             SmallRun(out)),
+                                      std::chrono::seconds(600));
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  EXPECT_THAT(result.stderr_text, Not(HasSubstr("pipeline: pretrain")));
+  EXPECT_THAT(result.stderr_text, HasSubstr("parameters frozen (conv1.)"));
+
+  // The module's own weights, saved in nearnd's format, are the "before" of fine-tuning.
+  absl::StatusOr<std::shared_ptr<Backbone>> original = LoadTorchScriptBackbone(module.string());
+  ASSERT_TRUE(original.ok()) << original.status();
+  const fs::path original_weights = fs::path(out) / "original.safetensors";
+  ASSERT_TRUE(SaveBackboneWeights(**original, original_weights.string()).ok());
+  ExpectOnlyUnfrozenChanged(original_weights, fs::path(out) / "finetune" / "backbone.safetensors", {"conv1."});
+
+  // The bundle holds the module and takes the normalisation from its attributes.
+  const std::string bundle = (fs::path(out) / "bundle").string();
+  absl::StatusOr<nearnd::v1::Manifest> manifest = ReadBundle(bundle);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->backbone().architecture(), "torchscript");
+  EXPECT_EQ(manifest->backbone().module_file(), "backbone.pt");
+  EXPECT_EQ(manifest->embedding_dim(), 16u);
+  EXPECT_EQ(manifest->preprocessing().channels(), 3u);
+  ASSERT_EQ(manifest->preprocessing().mean_size(), 3);
+  EXPECT_FLOAT_EQ(manifest->preprocessing().mean(0), 0.25f);
+
+  // The served model scores the test images as evaluation did.
+  absl::StatusOr<std::unique_ptr<NoveltyModel>> model = NoveltyModel::Load(bundle);
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<Dataset> test = ReadNamedDataset("fashion-mnist", DataDir(), "test");
+  ASSERT_TRUE(test.ok()) << test.status();
+  absl::StatusOr<std::vector<float>> scores = (*model)->Score(test->images);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  std::ifstream evaluated(fs::path(out) / "evaluate" / "finetuned_scores.tsv");
+  std::string line;
+  std::getline(evaluated, line);  // Header.
+  for (size_t i = 0; i < scores->size(); ++i) {
+    ASSERT_TRUE(std::getline(evaluated, line)) << "row " << i;
+    const float expected = std::stof(line.substr(line.rfind('\t') + 1));
+    EXPECT_NEAR((*scores)[i], expected, 1e-4 * std::max(1.0f, std::abs(expected))) << "image " << i;
+  }
+}
+
+TEST_F(TrainerTest, TorchScriptFeaturesMatchPython) {
+  if (!PythonHasTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch; install python3-torch (scripts/setup)";
+  const fs::path dir = RunDir("torchscript-embed");
+  fs::create_directories(dir);
+  for (const std::string mode : {"script", "trace"}) {
+    const fs::path module = dir / (mode + ".pt");
+    ASSERT_EQ(ScriptedBackbone(module, {"--mode=" + mode, "--image-size=20", "--inputs", (dir / "inputs.npy").string(),
+                                        "--features", (dir / "expected.npy").string()}),
+              "");
+    const CommandResult result = Nearnd({"embed", "--backbone=torchscript:" + module.string(),
+                                         "--preprocessed=" + (dir / "inputs.npy").string(),
+                                         "--out=" + (dir / "features.npy").string()});
+    if (mode == "trace") {
+      // A traced module has no attributes, so nearnd expects the default 224x224 input.
+      EXPECT_EQ(result.exit_code, 1);
+      EXPECT_THAT(result.stderr_text, HasSubstr("takes [N, 3, 224, 224]"));
+      continue;
+    }
+    ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+    absl::StatusOr<torch::Tensor> features = ReadNpy((dir / "features.npy").string());
+    absl::StatusOr<torch::Tensor> expected = ReadNpy((dir / "expected.npy").string());
+    ASSERT_TRUE(features.ok() && expected.ok());
+    ASSERT_EQ(features->sizes(), expected->sizes());
+    EXPECT_LT((*features - *expected).abs().max().item<float>(), 1e-5);
+  }
+}
+
+TEST_F(TrainerTest, TorchScriptBackboneErrorsNameTheFile) {
+  const std::string out = RunDir("torchscript-errors");
+  fs::create_directories(out);
+  const std::string missing = out + "/absent.pt";
+  CommandResult result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + out, "--backbone=torchscript:" + missing});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr(missing + " does not exist"));
+
+  const std::string corrupt = out + "/corrupt.pt";
+  WriteFile(corrupt, "PK\x03\x04 this is no TorchScript archive");
+  result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + out, "--backbone=torchscript:" + corrupt});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr(corrupt + " is not a loadable TorchScript module"));
+
+  result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + out, "--backbone=vit-huge"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--backbone=vit-huge"));
+  EXPECT_THAT(result.stderr_text, HasSubstr("torchscript:PATH"));
+
+  if (!PythonHasTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch; install python3-torch (scripts/setup)";
+  const fs::path module = fs::path(out) / "small_convnet.pt";
+  ASSERT_EQ(ScriptedBackbone(module), "");
+  result = Nearnd({"pretrain", "--data-dir=" + DataDir(), "--out=" + out, "--backbone=torchscript:" + module.string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("comes pretrained"));
+}
+
+TEST_F(TrainerTest, UnknownFreezePrefixIsRejected) {
+  if (!PythonHasTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch; install python3-torch (scripts/setup)";
+  const std::string out = RunDir("freeze");
+  fs::create_directories(out);
+  const fs::path module = fs::path(out) / "small_convnet.pt";
+  ASSERT_EQ(ScriptedBackbone(module), "");
+  fs::create_directories(fs::path(out) / "generate");
+  ASSERT_TRUE(WriteNpy(torch::zeros({2, 1, 28, 28}, torch::kUInt8), out + "/generate/fakes.npy").ok());
+  const CommandResult result = Nearnd({"finetune", "--data-dir=" + DataDir(), "--out=" + out,
+                                       "--backbone=torchscript:" + module.string(), "--freeze=conv1.,conv9."});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("'conv9.' matches no parameter of backbone small_convnet.pt"));
 }
 
 TEST_F(TrainerTest, UnknownFlagIsRejected) {

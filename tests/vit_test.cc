@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/models/backbone.h"
 #include "core/models/safetensors.h"
 
 namespace nearnd {
@@ -48,30 +49,28 @@ TEST(Vit, ParameterNamesFollowTimm) {
 }
 
 TEST(Vit, ClassifierLogitShape) {
-  Classifier classifier(Vit(TinyConfig()), 2);
-  EXPECT_EQ(classifier->forward(torch::randn({3, 3, 16, 16})).sizes(), (std::vector<int64_t>{3, 2}));
+  Classifier classifier(MakeVitBackbone(Vit(TinyConfig())), 2);
+  EXPECT_EQ(classifier.Forward(torch::randn({3, 3, 16, 16})).sizes(), (std::vector<int64_t>{3, 2}));
 }
 
 TEST(Vit, FrozenBlocksReceiveNoGradient) {
   torch::manual_seed(7);
-  Classifier classifier(Vit(TinyConfig()), 2);
-  classifier->backbone()->FreezeFirstBlocks(2);
+  Classifier classifier(MakeVitBackbone(Vit(TinyConfig())), 2);
+  ASSERT_TRUE(FreezeParameters(classifier.backbone(), VitFreezePrefixes(2)).ok());
 
-  const torch::Tensor logits = classifier->forward(torch::randn({4, 3, 16, 16}));
+  const torch::Tensor logits = classifier.Forward(torch::randn({4, 3, 16, 16}));
   torch::nn::functional::cross_entropy(logits, torch::tensor({0, 1, 0, 1})).backward();
 
-  for (const auto& item : classifier->named_parameters()) {
-    const std::string& name = item.key();
-    const bool frozen = name.rfind("backbone.blocks.0.", 0) == 0 || name.rfind("backbone.blocks.1.", 0) == 0 ||
-                        name.rfind("backbone.patch_embed.", 0) == 0 || name == "backbone.cls_token" ||
-                        name == "backbone.pos_embed";
+  for (const auto& [name, parameter] : classifier.backbone().NamedParameters()) {
+    const bool frozen = name.rfind("blocks.0.", 0) == 0 || name.rfind("blocks.1.", 0) == 0 ||
+                        name.rfind("patch_embed.", 0) == 0 || name == "cls_token" || name == "pos_embed";
     if (frozen) {
-      EXPECT_FALSE(item.value().requires_grad()) << name;
-      EXPECT_FALSE(item.value().grad().defined()) << name;
+      EXPECT_FALSE(parameter.requires_grad()) << name;
+      EXPECT_FALSE(parameter.grad().defined()) << name;
     } else {
-      EXPECT_TRUE(item.value().requires_grad()) << name;
-      ASSERT_TRUE(item.value().grad().defined()) << name;
-      EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << name;
+      EXPECT_TRUE(parameter.requires_grad()) << name;
+      ASSERT_TRUE(parameter.grad().defined()) << name;
+      EXPECT_GT(parameter.grad().abs().sum().item<double>(), 0.0) << name;
     }
   }
 }
@@ -129,12 +128,12 @@ TEST(Safetensors, MissingTensorIsNamed) {
 }
 
 TEST(Safetensors, UnexpectedTensorIsRejectedUnlessIgnored) {
-  Classifier classifier(Vit(TinyConfig()), 2);
+  Vit backbone(TinyConfig());
   const std::string path = TempPath("classifier.safetensors");
   ASSERT_TRUE(SaveSafetensors(
                   [&] {
                     std::map<std::string, torch::Tensor> tensors;
-                    for (const auto& item : classifier->backbone()->named_parameters()) tensors[item.key()] = item.value();
+                    for (const auto& item : backbone->named_parameters()) tensors[item.key()] = item.value();
                     tensors["head.weight"] = torch::zeros({2, 32});
                     return tensors;
                   }(),

@@ -1,6 +1,7 @@
 // `nearnd bundle`: assembles the run's fine-tuned backbone, index and threshold into a bundle
 // directory, the immutable unit the scorer serves.
 
+#include <cstring>
 #include <filesystem>
 
 #include <glog/logging.h>
@@ -43,7 +44,8 @@ absl::Status RunBundle(const std::vector<std::string>& args) {
   }
 
   NEARND_ASSIGN_OR_RETURN(Dataset train, LoadDataset(context, "train"));
-  NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
+  const BackboneInfo& info = backbone->info();
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::Threshold threshold, ReadThreshold(paths));
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::Report report, ReadReport(paths));
   for (const std::string& required : {paths.FinetunedWeights(), paths.Index()}) {
@@ -61,11 +63,27 @@ absl::Status RunBundle(const std::vector<std::string>& args) {
   nearnd::v1::Manifest manifest;
   manifest.set_model_name(absl::StrFormat("%s-class-%d", context.dataset, context.normal_class));
   manifest.set_model_version(version);
-  *manifest.mutable_backbone() = BackboneFromConfig(config);
+  std::map<std::string, std::string> files = {
+      {"backbone.safetensors", paths.FinetunedWeights()},
+      {"index.faiss", paths.Index()},
+  };
+  if (!backbone->vit().is_empty()) {
+    *manifest.mutable_backbone() = BackboneFromConfig(backbone->vit()->config());
+  } else {
+    // The module file defines the architecture; the fine-tuned weights replace its own.
+    nearnd::v1::Backbone* description = manifest.mutable_backbone();
+    description->set_architecture(info.architecture);
+    description->set_config_name(info.name);
+    description->set_image_size(info.image_size);
+    description->set_channels(info.channels);
+    description->set_dim(info.dim);
+    description->set_module_file("backbone.pt");
+    files["backbone.pt"] = BackboneSpec(context).substr(std::strlen(kTorchScriptPrefix));
+  }
   manifest.mutable_backbone()->set_weights_file("backbone.safetensors");
   manifest.mutable_backbone()->set_weights_source(report.backbone().weights_source());
-  *manifest.mutable_preprocessing() = PreprocessingFromConfig(BackbonePreprocess(context, config));
-  manifest.set_embedding_dim(config.dim);
+  *manifest.mutable_preprocessing() = PreprocessingFromConfig(BackbonePreprocess(context, info));
+  manifest.set_embedding_dim(info.dim);
   manifest.set_metric("l2");
   manifest.set_k(absl::GetFlag(FLAGS_k));
   manifest.set_index_type("IndexFlatL2");
@@ -82,10 +100,6 @@ absl::Status RunBundle(const std::vector<std::string>& args) {
   provenance->set_source_revision(NEARND_SOURCE_REVISION);
   provenance->set_created(absl::FormatTime(absl::RFC3339_sec, now, absl::UTCTimeZone()));
 
-  std::map<std::string, std::string> files = {
-      {"backbone.safetensors", paths.FinetunedWeights()},
-      {"index.faiss", paths.Index()},
-  };
   if (std::filesystem::exists(paths.FakesGrid())) files["previews/fakes.png"] = paths.FakesGrid();
   if (std::filesystem::exists(paths.Report())) files["previews/report.json"] = paths.Report();
   NEARND_RETURN_IF_ERROR(WriteBundle(manifest, files, paths.Bundle()));

@@ -12,10 +12,13 @@ namespace {
 constexpr int kEvaluationBatchSize = 256;
 
 torch::Tensor BatchOf(const std::vector<Image>& images, const std::vector<int64_t>& indices, size_t begin,
-                      size_t end, const PreprocessConfig& preprocess) {
+                      size_t end, const PreprocessConfig& preprocess, bool augment) {
   std::vector<torch::Tensor> inputs;
   inputs.reserve(end - begin);
-  for (size_t i = begin; i < end; ++i) inputs.push_back(Preprocess(images[indices[i]], preprocess));
+  for (size_t i = begin; i < end; ++i) {
+    const Image& image = images[indices[i]];
+    inputs.push_back(augment ? PreprocessForTraining(image, preprocess) : Preprocess(image, preprocess));
+  }
   return torch::stack(inputs);
 }
 
@@ -37,7 +40,7 @@ double TrainClassifier(Classifier& model, const std::vector<Image>& images, cons
   const int64_t batches_per_epoch = (per_epoch + training.batch_size - 1) / training.batch_size;
   Progress progress(training.step, batches_per_epoch * training.epochs, "batch");
 
-  model->train();
+  model.SetTraining(true);
   double epoch_loss = 0.0;
   for (int epoch = 0; epoch < training.epochs; ++epoch) {
     // The epoch's images in random order.
@@ -50,13 +53,13 @@ double TrainClassifier(Classifier& model, const std::vector<Image>& images, cons
     int64_t batches = 0;
     for (size_t begin = 0; begin < shuffled.size(); begin += training.batch_size) {
       const size_t end = std::min(shuffled.size(), begin + static_cast<size_t>(training.batch_size));
-      const torch::Tensor inputs = BatchOf(images, shuffled, begin, end, preprocess);
+      const torch::Tensor inputs = BatchOf(images, shuffled, begin, end, preprocess, training.augment);
       const torch::Tensor index = torch::tensor(std::vector<int64_t>(shuffled.begin() + begin, shuffled.begin() + end));
       const torch::Tensor targets = all_labels.index_select(0, index);
 
       // Forward, loss, backward, update.
       optimizer.zero_grad();
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(inputs), targets);
+      const torch::Tensor loss = torch::nn::functional::cross_entropy(model.Forward(inputs), targets);
       loss.backward();
       optimizer.step();
 
@@ -72,12 +75,12 @@ double TrainClassifier(Classifier& model, const std::vector<Image>& images, cons
 
 double ClassifierAccuracy(Classifier& model, const std::vector<Image>& images, const std::vector<int64_t>& labels,
                           const PreprocessConfig& preprocess) {
-  model->eval();
+  model.SetTraining(false);
   torch::InferenceMode inference;
   int64_t correct = 0;
   for (size_t begin = 0; begin < images.size(); begin += kEvaluationBatchSize) {
     const size_t end = std::min(images.size(), begin + kEvaluationBatchSize);
-    const torch::Tensor predicted = model->forward(PreprocessBatch(images, begin, end, preprocess)).argmax(1);
+    const torch::Tensor predicted = model.Forward(PreprocessBatch(images, begin, end, preprocess)).argmax(1);
     for (size_t i = begin; i < end; ++i) correct += predicted[i - begin].item<int64_t>() == labels[i];
   }
   return images.empty() ? 0.0 : static_cast<double>(correct) / images.size();

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "core/data/image.h"
 #include "core/data/preprocess.h"
-#include "core/models/vit.h"
+#include "core/models/backbone.h"
 
 namespace nearnd {
 
@@ -18,10 +18,13 @@ struct ClassifierTraining {
   std::string step;  // Name in progress lines, e.g. "pretrain".
   int epochs = 1;
   int batch_size = 16;
+
+  // Preprocess with the train transform (random crop, horizontal flip) instead of the test one.
+  bool augment = false;
 };
 
 // TrainClassifier trains `model` with cross-entropy on images and their labels, reshuffled each
-// epoch and preprocessed per batch. Only parameters that require gradients change. `sample`, if
+// epoch and preprocessed per batch. The optimizer holds the parameters that change. `sample`, if
 // set, returns the image indices of an epoch, the same count for every epoch, so callers can
 // balance classes. Without it every image is used once per epoch. Returns the last epoch's
 // mean loss.

@@ -68,7 +68,7 @@ absl::StatusOr<std::vector<std::string>> ListImageFiles(const std::vector<std::s
 
 // EmbedImageFiles decodes and embeds the files batch by batch, so that only one batch of
 // decoded images is in memory at a time.
-absl::StatusOr<torch::Tensor> EmbedImageFiles(Vit& backbone, const std::vector<std::string>& files,
+absl::StatusOr<torch::Tensor> EmbedImageFiles(Backbone& backbone, const std::vector<std::string>& files,
                                               const PreprocessConfig& preprocess, int batch_size) {
   std::vector<torch::Tensor> features;
   for (size_t begin = 0; begin < files.size(); begin += batch_size) {
@@ -85,42 +85,43 @@ absl::StatusOr<torch::Tensor> EmbedImageFiles(Vit& backbone, const std::vector<s
 
 // ReadPreprocessed reads the float32 [N, C, H, W] array in `path` and checks that its
 // channels and size match the backbone's configuration.
-absl::StatusOr<torch::Tensor> ReadPreprocessed(const std::string& path, const VitConfig& config) {
+absl::StatusOr<torch::Tensor> ReadPreprocessed(const std::string& path, const BackboneInfo& info) {
   NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadNpy(path));
   if (inputs.scalar_type() != torch::kFloat32 || inputs.dim() != 4) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--preprocessed=%s contains a %s array of %d dimensions; expected float32 [N, %d, %d, %d]",
-                        path, c10::toString(inputs.scalar_type()), inputs.dim(), config.channels,
-                        config.image_size, config.image_size));
+                        path, c10::toString(inputs.scalar_type()), inputs.dim(), info.channels,
+                        info.image_size, info.image_size));
   }
-  if (inputs.size(1) != config.channels || inputs.size(2) != config.image_size ||
-      inputs.size(3) != config.image_size) {
+  if (inputs.size(1) != info.channels || inputs.size(2) != info.image_size ||
+      inputs.size(3) != info.image_size) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--preprocessed=%s has shape [%d, %d, %d, %d], but backbone %s takes [N, %d, %d, %d]; preprocess the "
         "images for this backbone or pass the matching --backbone",
-        path, inputs.size(0), inputs.size(1), inputs.size(2), inputs.size(3), config.name, config.channels,
-        config.image_size, config.image_size));
+        path, inputs.size(0), inputs.size(1), inputs.size(2), inputs.size(3), info.name, info.channels,
+        info.image_size, info.image_size));
   }
   if (inputs.size(0) == 0) return absl::InvalidArgumentError(absl::StrFormat("--preprocessed=%s has no rows", path));
   return inputs;
 }
 
 // EmbedPreprocessed runs the backbone on inputs [N, C, H, W] in batches.
-torch::Tensor EmbedPreprocessed(Vit& backbone, const torch::Tensor& inputs, int batch_size) {
-  backbone->eval();
+torch::Tensor EmbedPreprocessed(Backbone& backbone, const torch::Tensor& inputs, int batch_size) {
+  backbone.SetTraining(false);
   torch::InferenceMode inference;
   std::vector<torch::Tensor> features;
   for (int64_t begin = 0; begin < inputs.size(0); begin += batch_size) {
-    features.push_back(backbone->forward(inputs.slice(0, begin, begin + batch_size)));
+    features.push_back(backbone.Forward(inputs.slice(0, begin, begin + batch_size)));
   }
   return torch::cat(features);
 }
 
 absl::Status CheckFlags(const std::vector<std::string>& args) {
-  if (absl::GetFlag(FLAGS_backbone_weights).empty()) {
+  const bool torchscript = absl::StartsWith(absl::GetFlag(FLAGS_backbone), kTorchScriptPrefix);
+  if (absl::GetFlag(FLAGS_backbone_weights).empty() && !torchscript) {
     return absl::InvalidArgumentError(
-        "--backbone-weights is empty; give a .safetensors file with timm parameter names, because the "
-        "features of a randomly initialised backbone are meaningless");
+        "--backbone-weights is empty; give a Google ViT .npz or a timm .safetensors checkpoint, or "
+        "--backbone torchscript:PATH, because the features of a randomly initialised ViT are meaningless");
   }
   if (!absl::EndsWith(absl::GetFlag(FLAGS_out), ".npy")) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -154,9 +155,9 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
   RunContext context;
   NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
   NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
-  NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
-  Vit& backbone = starting.vit;
+  Backbone& backbone = *starting.backbone;
+  const BackboneInfo& info = backbone.info();
   const int batch_size = absl::GetFlag(FLAGS_embed_batch);
 
   // For --preprocessed the timed span is the forward passes alone; for image files it also
@@ -165,13 +166,13 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
   std::chrono::steady_clock::time_point start;
   const std::string preprocessed = absl::GetFlag(FLAGS_preprocessed);
   if (!preprocessed.empty()) {
-    NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadPreprocessed(preprocessed, config));
+    NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadPreprocessed(preprocessed, info));
     start = std::chrono::steady_clock::now();
     features = EmbedPreprocessed(backbone, inputs, batch_size);
   } else {
     start = std::chrono::steady_clock::now();
     NEARND_ASSIGN_OR_RETURN(std::vector<std::string> files, ListImageFiles(args));
-    const PreprocessConfig preprocess = BackbonePreprocess(context, config);
+    const PreprocessConfig preprocess = BackbonePreprocess(context, info);
     NEARND_ASSIGN_OR_RETURN(features, EmbedImageFiles(backbone, files, preprocess, batch_size));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -181,7 +182,7 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
 
   // scripts/bench-embed reads the images/s figure from this line.
   LOG(INFO) << absl::StrFormat("embed: %d images, %d features each, %s %s, batch %d, %.3f s, %.2f images/s -> %s",
-                               features.size(0), features.size(1), config.name, starting.weights_source,
+                               features.size(0), features.size(1), info.name, starting.weights_source,
                                batch_size, seconds, features.size(0) / seconds, out);
   return absl::OkStatus();
 }

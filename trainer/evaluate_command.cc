@@ -26,7 +26,7 @@ constexpr int kEmbedBatch = 256;
 
 // ScoreImages returns the novelty scores of images under a backbone and an index of normal
 // embeddings.
-absl::StatusOr<std::vector<float>> ScoreImages(Vit& backbone, const KnnIndex& index, const std::vector<Image>& images,
+absl::StatusOr<std::vector<float>> ScoreImages(Backbone& backbone, const KnnIndex& index, const std::vector<Image>& images,
                                                const PreprocessConfig& preprocess, int k) {
   const torch::Tensor embeddings = Embed(backbone, images, preprocess, kEmbedBatch);
   NEARND_ASSIGN_OR_RETURN(torch::Tensor scores, index.Score(embeddings, k));
@@ -114,26 +114,26 @@ absl::Status RunEvaluate(const std::vector<std::string>& args) {
 
   // Baseline: the starting backbone, with an index of its own normal embeddings.
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
-  const PreprocessConfig preprocess = BackbonePreprocess(context, starting.vit->config());
-  KnnIndex baseline_index(starting.vit->config().dim);
-  NEARND_RETURN_IF_ERROR(baseline_index.Add(Embed(starting.vit, normals, preprocess, kEmbedBatch)));
+  const PreprocessConfig preprocess = BackbonePreprocess(context, starting.backbone->info());
+  KnnIndex baseline_index(starting.backbone->info().dim);
+  NEARND_RETURN_IF_ERROR(baseline_index.Add(Embed(*starting.backbone, normals, preprocess, kEmbedBatch)));
   NEARND_ASSIGN_OR_RETURN(std::vector<float> baseline_scores,
-                          ScoreImages(starting.vit, baseline_index, test.images, preprocess, k));
+                          ScoreImages(*starting.backbone, baseline_index, test.images, preprocess, k));
   std::vector<float> baseline_fake_scores;
   if (!fakes.empty()) {
-    NEARND_ASSIGN_OR_RETURN(baseline_fake_scores, ScoreImages(starting.vit, baseline_index, fakes, preprocess, k));
+    NEARND_ASSIGN_OR_RETURN(baseline_fake_scores, ScoreImages(*starting.backbone, baseline_index, fakes, preprocess, k));
   }
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::EvaluationReport baseline,
                           Evaluate(test, baseline_scores, baseline_fake_scores, context.normal_class));
   LogEvaluation("baseline", baseline);
 
   // Fine-tuned: the backbone and index the bundle will hold.
-  NEARND_ASSIGN_OR_RETURN(Vit finetuned, LoadFinetunedBackbone(context));
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> finetuned, LoadFinetunedBackbone(context));
   NEARND_ASSIGN_OR_RETURN(KnnIndex index, KnnIndex::Load(context.paths.Index()));
-  NEARND_ASSIGN_OR_RETURN(std::vector<float> scores, ScoreImages(finetuned, index, test.images, preprocess, k));
+  NEARND_ASSIGN_OR_RETURN(std::vector<float> scores, ScoreImages(*finetuned, index, test.images, preprocess, k));
   std::vector<float> fake_scores;
   if (!fakes.empty()) {
-    NEARND_ASSIGN_OR_RETURN(fake_scores, ScoreImages(finetuned, index, fakes, preprocess, k));
+    NEARND_ASSIGN_OR_RETURN(fake_scores, ScoreImages(*finetuned, index, fakes, preprocess, k));
   }
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::EvaluationReport evaluation,
                           Evaluate(test, scores, fake_scores, context.normal_class));
@@ -146,7 +146,7 @@ absl::Status RunEvaluate(const std::vector<std::string>& args) {
     report.set_dataset(context.dataset);
     report.set_normal_class(context.normal_class);
     report.set_normal_class_name(test.class_names[context.normal_class]);
-    report.mutable_backbone()->set_name(starting.vit->config().name);
+    report.mutable_backbone()->set_name(starting.backbone->info().name);
     report.mutable_backbone()->set_weights_source(starting.weights_source);
     *report.mutable_baseline() = baseline;
     *report.mutable_finetuned() = evaluation;

@@ -1,12 +1,14 @@
 // `nearnd finetune`: fine-tunes the starting backbone to tell the normal training images
-// (label 0) from the generator's fakes (label 1) with a 2-way linear head and cross-entropy,
-// the leading half of the encoder blocks frozen.
+// (label 0) from the generator's fakes (label 1) with a 2-way linear head and cross-entropy:
+// SGD, the train transform, and the leading half of a ViT's encoder blocks frozen.
+
+#include <algorithm>
 
 #include <glog/logging.h>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "core/models/safetensors.h"
+#include "absl/strings/str_join.h"
 #include "core/util/status_macros.h"
 #include "trainer/classifier_training.h"
 #include "trainer/commands.h"
@@ -14,6 +16,28 @@
 #include "trainer/run.h"
 
 namespace nearnd {
+namespace {
+
+// FreezePrefixes returns the parameter name prefixes to freeze: --freeze when given, else the
+// embeddings and first --freeze-blocks encoder blocks of a ViT (half by default), else none.
+absl::StatusOr<std::vector<std::string>> FreezePrefixes(const Backbone& backbone) {
+  std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
+  prefixes.erase(std::remove(prefixes.begin(), prefixes.end(), ""), prefixes.end());
+  if (!prefixes.empty()) return prefixes;
+  const Vit vit = backbone.vit();
+  if (vit.is_empty()) return prefixes;
+
+  const int depth = vit->config().depth;
+  const int blocks = FlagOr(absl::GetFlag(FLAGS_freeze_blocks), depth / 2);
+  if (blocks < 0 || blocks > depth) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth", blocks, depth));
+  }
+  return VitFreezePrefixes(blocks);
+}
+
+}  // namespace
+
 absl::Status RunFinetune(const std::vector<std::string>& args) {
   if (!args.empty()) return absl::InvalidArgumentError(absl::StrFormat("unexpected argument '%s'", args[0]));
   NEARND_ASSIGN_OR_RETURN(RunContext context, MakeRunContext());
@@ -29,36 +53,37 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
   std::fill(labels.begin() + normal_count, labels.end(), 1);
 
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
-  const PreprocessConfig preprocess = BackbonePreprocess(context, starting.vit->config());
-  const int freeze = FlagOr(absl::GetFlag(FLAGS_freeze_blocks), starting.vit->config().depth / 2);
-  if (freeze < 0 || freeze > starting.vit->config().depth) {
-    return absl::InvalidArgumentError(absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth",
-                                                      freeze, starting.vit->config().depth));
-  }
-  Classifier classifier(starting.vit, 2);
-  classifier->backbone()->FreezeFirstBlocks(freeze);
+  Backbone& backbone = *starting.backbone;
+  const PreprocessConfig preprocess = BackbonePreprocess(context, backbone.info());
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FreezePrefixes(backbone));
+  NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, frozen_prefixes));
+  Classifier classifier(starting.backbone, 2);
 
-  std::vector<torch::Tensor> trainable;
-  for (const torch::Tensor& parameter : classifier->parameters()) {
-    if (parameter.requires_grad()) trainable.push_back(parameter);
+  int64_t frozen = 0;
+  int64_t total = 0;
+  for (const auto& [name, parameter] : backbone.NamedParameters()) {
+    total += parameter.numel();
+    if (!parameter.requires_grad()) frozen += parameter.numel();
   }
   const double lr = absl::GetFlag(FLAGS_lr);
   const double weight_decay = absl::GetFlag(FLAGS_weight_decay);
-  torch::optim::SGD optimizer(trainable, torch::optim::SGDOptions(lr).weight_decay(weight_decay));
+  torch::optim::SGD optimizer(classifier.TrainableParameters(),
+                              torch::optim::SGDOptions(lr).weight_decay(weight_decay));
 
   ClassifierTraining training;
   training.step = "finetune";
   training.epochs = FlagOr(absl::GetFlag(FLAGS_epochs), context.profile.finetune_epochs);
   training.batch_size = absl::GetFlag(FLAGS_batch_size);
+  training.augment = true;
   if (training.epochs < 1 || training.batch_size < 1) {
     return absl::InvalidArgumentError(absl::StrFormat("--epochs=%d and --batch-size=%d must both be at least 1",
                                                       training.epochs, training.batch_size));
   }
   LOG(INFO) << absl::StrFormat(
-      "finetune: %s, %d normal and %d fake images, first %d of %d blocks frozen, SGD lr %g weight decay %g, batch %d, "
-      "%d epochs",
-      starting.vit->config().name, normal_count, fake_count, freeze, starting.vit->config().depth, lr, weight_decay,
-      training.batch_size, training.epochs);
+      "finetune: %s, %d normal and %d fake images, %d of %d parameters frozen (%s), SGD lr %g weight decay %g, "
+      "batch %d, %d epochs, resize %d and random crop %d with horizontal flips",
+      backbone.info().name, normal_count, fake_count, frozen, total, absl::StrJoin(frozen_prefixes, ","), lr,
+      weight_decay, training.batch_size, training.epochs, preprocess.resize_size, preprocess.crop_size);
 
   // Each epoch uses every fake and as many normal images drawn at random, so the classes stay
   // balanced however many fakes there are.
@@ -74,7 +99,7 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
   LOG(INFO) << absl::StrFormat("finetune: last epoch loss %.4f", loss);
 
   NEARND_RETURN_IF_ERROR(EnsureDirectory(context.paths.Path("finetune")));
-  NEARND_RETURN_IF_ERROR(SaveModuleWeights(*classifier->backbone(), context.paths.FinetunedWeights()));
+  NEARND_RETURN_IF_ERROR(SaveBackboneWeights(backbone, context.paths.FinetunedWeights()));
   return timer.Finish(context.paths);
 }
 

@@ -1,5 +1,8 @@
 #include "trainer/flags.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/flags/flag.h"
 
 ABSL_FLAG(std::string, dataset, "fashion-mnist",
@@ -12,16 +15,17 @@ ABSL_FLAG(std::string, profile, "quick", "Defaults for every step: quick (small,
 ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch; 0 uses every online processor.");
 ABSL_FLAG(int, seed, 0, "Random seed of initialisation, sampling and shuffling.");
 ABSL_FLAG(std::string, backbone, "",
-          "Backbone configuration: vit-quick, vit-ti16, vit-s16, vit-b16, vit-b32 or vit-l16 (default: "
-          "from --profile).");
+          "Backbone: vit-quick, vit-ti16, vit-s16, vit-b16, vit-b32 or vit-l16, or torchscript:PATH for a "
+          "module saved with torch.jit.save whose forward returns features [N, D] (default: from --profile).");
 ABSL_FLAG(std::string, backbone_weights, "",
           "Pretrained backbone weights: a Google ViT .npz or a timm .safetensors checkpoint. Empty: pretrain "
-          "on --pretrain-dataset into OUT/pretrain.");
+          "on --pretrain-dataset into OUT/pretrain, or, for a TorchScript backbone, the module's own weights.");
 
 ABSL_FLAG(std::string, normalization, "backbone",
-          "Input normalisation: backbone (mean and std 0.5 per channel, as Google and timm ViT checkpoints "
-          "were trained) or imagenet (the ImageNet mean and std, which the reference novelty-detection code "
-          "applies to ViT too). The bundle stores the values, so the scorer applies the same.");
+          "Input normalisation: backbone (the values the backbone was pretrained with: mean and std 0.5 for "
+          "Google and timm ViTs; a TorchScript module's mean and std attributes, else the ImageNet values) or "
+          "imagenet (the ImageNet mean and std, which the reference novelty-detection code applies to ViT "
+          "too). The bundle stores the values, so the scorer applies the same.");
 ABSL_FLAG(std::string, pretrain_dataset, "mnist",
           "Labelled dataset the starting backbone is pretrained on when --backbone-weights is empty. It "
           "must differ from --dataset.");
@@ -41,7 +45,12 @@ ABSL_FLAG(double, snr, -1,
 ABSL_FLAG(int, fakes, -1, "Fake anomalies to sample once generation stops (-1: from --profile).");
 
 ABSL_FLAG(int, epochs, -1, "Fine-tuning epochs (-1: from --profile).");
-ABSL_FLAG(int, freeze_blocks, -1, "Leading encoder blocks kept frozen while fine-tuning (-1: half of them).");
+ABSL_FLAG(int, freeze_blocks, -1,
+          "Leading ViT encoder blocks kept frozen while fine-tuning, with the patch and position embeddings "
+          "(-1: half of them).");
+ABSL_FLAG(std::vector<std::string>, freeze, {},
+          "Comma-separated parameter name prefixes kept frozen while fine-tuning, e.g. conv1.,bn1.,layer1. "
+          "for a ResNet; replaces --freeze-blocks. A TorchScript backbone trains every parameter without it.");
 ABSL_FLAG(int, batch_size, 16, "Fine-tuning batch size.");
 ABSL_FLAG(double, lr, 4e-4, "Fine-tuning SGD learning rate.");
 ABSL_FLAG(double, weight_decay, 5e-5, "Fine-tuning SGD weight decay.");

@@ -4,6 +4,7 @@
 // value from --profile.
 
 #include <string>
+#include <vector>
 
 #include "absl/flags/declare.h"
 
@@ -37,6 +38,7 @@ ABSL_DECLARE_FLAG(int, fakes);
 // finetune
 ABSL_DECLARE_FLAG(int, epochs);
 ABSL_DECLARE_FLAG(int, freeze_blocks);
+ABSL_DECLARE_FLAG(std::vector<std::string>, freeze);
 ABSL_DECLARE_FLAG(int, batch_size);
 ABSL_DECLARE_FLAG(double, lr);
 ABSL_DECLARE_FLAG(double, weight_decay);

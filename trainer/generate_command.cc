@@ -186,8 +186,8 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
 
   // Frechet distances use the starting backbone's features.
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
-  const PreprocessConfig preprocess = BackbonePreprocess(context, starting.vit->config());
-  const torch::Tensor normal_features = Embed(starting.vit, normals, preprocess, kFeatureBatch);
+  const PreprocessConfig preprocess = BackbonePreprocess(context, starting.backbone->info());
+  const torch::Tensor normal_features = Embed(*starting.backbone, normals, preprocess, kFeatureBatch);
 
   ScoreNetConfig net_config;
   net_config.channels = channels;
@@ -205,7 +205,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
 
   nearnd::v1::GeneratorReport generator;
   generator.set_target_frechet_distance(settings.target_fd);
-  generator.set_feature_extractor(absl::StrFormat("%s class token, %s", starting.vit->config().name,
+  generator.set_feature_extractor(absl::StrFormat("%s class token, %s", starting.backbone->info().name,
                                                   starting.weights_source));
   const auto score = [&](const torch::Tensor& x, const torch::Tensor& sigma) { return net->forward(x, sigma); };
   Progress progress("generate", settings.max_steps, "step");
@@ -229,7 +229,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     if (step % settings.check_every != 0 && step != settings.max_steps) continue;
     const std::vector<Image> samples = Sample(sde, ema, context.profile.check_samples, channels, size, settings.sampler);
     NEARND_ASSIGN_OR_RETURN(double distance,
-                            FrechetDistance(Embed(starting.vit, samples, preprocess, kFeatureBatch), normal_features));
+                            FrechetDistance(Embed(*starting.backbone, samples, preprocess, kFeatureBatch), normal_features));
     NEARND_RETURN_IF_ERROR(WriteGrid(context.paths.Path(absl::StrFormat("generate/samples_step_%d.png", step)), samples));
     nearnd::v1::FrechetPoint* point = generator.add_curve();
     point->set_step(step);

@@ -61,9 +61,9 @@ absl::Status RunIndex(const std::vector<std::string>& args) {
 
   NEARND_ASSIGN_OR_RETURN(Dataset train, LoadDataset(context, "train"));
   const std::vector<Image> normals = train.ImagesOfClass(context.normal_class);
-  NEARND_ASSIGN_OR_RETURN(Vit backbone, LoadFinetunedBackbone(context));
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, LoadFinetunedBackbone(context));
   const torch::Tensor embeddings =
-      Embed(backbone, normals, BackbonePreprocess(context, backbone->config()), kEmbedBatch);
+      Embed(*backbone, normals, BackbonePreprocess(context, backbone->info()), kEmbedBatch);
 
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::Threshold threshold,
                           SetThreshold(embeddings, k, absl::GetFlag(FLAGS_heldout_fraction), target_fpr));

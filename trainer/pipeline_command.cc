@@ -1,4 +1,4 @@
-// `nearnd pipeline`: runs pretrain (when no --backbone-weights are given), generate, finetune,
+// `nearnd pipeline`: runs pretrain (unless the backbone comes pretrained), generate, finetune,
 // index, evaluate and bundle in order. A step whose output is already in the run directory is
 // skipped, so an interrupted run resumes where it stopped.
 
@@ -27,7 +27,10 @@ absl::Status RunPipeline(const std::vector<std::string>& args) {
     std::string output;  // Empty: always run.
   };
   std::vector<Step> steps;
-  if (absl::GetFlag(FLAGS_backbone_weights).empty()) steps.push_back({"pretrain", RunPretrain, paths.PretrainedWeights()});
+  // A TorchScript module or --backbone-weights brings its pretrained weights.
+  if (absl::GetFlag(FLAGS_backbone_weights).empty() && !IsTorchScriptSpec(BackboneSpec(context))) {
+    steps.push_back({"pretrain", RunPretrain, paths.PretrainedWeights()});
+  }
   steps.push_back({"generate", RunGenerate, paths.Fakes()});
   steps.push_back({"finetune", RunFinetune, paths.FinetunedWeights()});
   steps.push_back({"index", RunIndex, paths.Index()});

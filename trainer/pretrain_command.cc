@@ -35,15 +35,21 @@ absl::Status RunPretrain(const std::vector<std::string>& args) {
   }
   NEARND_ASSIGN_OR_RETURN(Dataset train, ReadNamedDataset(source, context.data_dir, "train"));
   NEARND_ASSIGN_OR_RETURN(Dataset test, ReadNamedDataset(source, context.data_dir, "test"));
-  NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
-  const PreprocessConfig preprocess = BackbonePreprocess(context, config);
-  LOG(INFO) << absl::StrFormat("pretrain: %s on %s, %d training and %d test images, %d classes", config.name, source,
-                               train.images.size(), test.images.size(), train.class_names.size());
+  if (IsTorchScriptSpec(BackboneSpec(context))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--backbone=%s: a TorchScript backbone comes pretrained; skip pretrain and run the later steps",
+        BackboneSpec(context)));
+  }
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
+  const PreprocessConfig preprocess = BackbonePreprocess(context, backbone->info());
+  LOG(INFO) << absl::StrFormat("pretrain: %s on %s, %d training and %d test images, %d classes",
+                               backbone->info().name, source, train.images.size(), test.images.size(),
+                               train.class_names.size());
 
   // Train the backbone with a classification head on the source labels.
-  Classifier classifier(Vit(config), static_cast<int>(train.class_names.size()));
-  torch::optim::AdamW optimizer(classifier->parameters(), torch::optim::AdamWOptions(context.profile.pretrain_lr)
-                                                              .weight_decay(kPretrainWeightDecay));
+  Classifier classifier(backbone, static_cast<int>(train.class_names.size()));
+  torch::optim::AdamW optimizer(classifier.TrainableParameters(),
+                                torch::optim::AdamWOptions(context.profile.pretrain_lr).weight_decay(kPretrainWeightDecay));
   ClassifierTraining training;
   training.step = "pretrain";
   training.epochs = FlagOr(absl::GetFlag(FLAGS_pretrain_epochs), context.profile.pretrain_epochs);
@@ -55,7 +61,7 @@ absl::Status RunPretrain(const std::vector<std::string>& args) {
 
   // Only the backbone is kept; the head belongs to the pretraining task.
   NEARND_RETURN_IF_ERROR(EnsureDirectory(context.paths.Path("pretrain")));
-  NEARND_RETURN_IF_ERROR(SaveModuleWeights(*classifier->backbone(), context.paths.PretrainedWeights()));
+  NEARND_RETURN_IF_ERROR(SaveBackboneWeights(*backbone, context.paths.PretrainedWeights()));
   NEARND_RETURN_IF_ERROR(UpdateReport(context.paths, [&](nearnd::v1::Report& report) {
     report.mutable_backbone()->set_pretrain_accuracy(accuracy);
   }));

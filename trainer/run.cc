@@ -1,5 +1,6 @@
 #include "trainer/run.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "core/data/npy.h"
 #include "core/models/checkpoint.h"
@@ -98,7 +100,9 @@ absl::Status ResolveNormalization(RunContext& context) {
   const std::string normalization = absl::GetFlag(FLAGS_normalization);
   if (normalization != "backbone" && normalization != "imagenet") {
     return absl::InvalidArgumentError(
-        absl::StrFormat("--normalization=%s is invalid; use backbone (mean and std 0.5) or imagenet", normalization));
+        absl::StrFormat("--normalization=%s is invalid; use backbone (the values the backbone was pretrained with) or "
+                        "imagenet",
+                        normalization));
   }
   context.imagenet_normalization = normalization == "imagenet";
   return absl::OkStatus();
@@ -117,61 +121,87 @@ absl::StatusOr<Dataset> LoadDataset(const RunContext& context, const std::string
   return dataset;
 }
 
-absl::StatusOr<VitConfig> BackboneConfig(const RunContext& context) {
-  const std::string name = absl::GetFlag(FLAGS_backbone);
-  return VitConfigByName(name.empty() ? context.profile.backbone : name);
+std::string BackboneSpec(const RunContext& context) {
+  const std::string spec = absl::GetFlag(FLAGS_backbone);
+  return spec.empty() ? context.profile.backbone : spec;
+}
+
+bool IsTorchScriptSpec(const std::string& spec) { return absl::StartsWith(spec, kTorchScriptPrefix); }
+
+absl::StatusOr<std::shared_ptr<Backbone>> MakeBackbone(const RunContext& context) {
+  const std::string spec = BackboneSpec(context);
+  if (IsTorchScriptSpec(spec)) return LoadTorchScriptBackbone(spec.substr(std::strlen(kTorchScriptPrefix)));
+  absl::StatusOr<VitConfig> config = VitConfigByName(spec);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--backbone=%s: %s, or torchscript:PATH for a module saved with torch.jit.save", spec,
+                        config.status().message()));
+  }
+  return MakeVitBackbone(Vit(*config));
 }
 
 absl::StatusOr<StartingBackbone> LoadStartingBackbone(const RunContext& context) {
-  NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
-  StartingBackbone starting{Vit(config), ""};
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
+  StartingBackbone starting{backbone, ""};
 
-  std::string path = absl::GetFlag(FLAGS_backbone_weights);
+  const std::string path = absl::GetFlag(FLAGS_backbone_weights);
+  if (IsTorchScriptSpec(BackboneSpec(context))) {
+    // The module carries its pretrained weights; --backbone-weights replaces them, e.g. with the
+    // weights `nearnd finetune` wrote.
+    starting.weights_source = BackboneSpec(context).substr(std::strlen(kTorchScriptPrefix));
+    if (!path.empty()) {
+      NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, path));
+      starting.weights_source = path;
+    }
+    return starting;
+  }
+
   if (path.empty()) {
-    path = context.paths.PretrainedWeights();
-    if (!std::filesystem::exists(path)) {
+    const std::string pretrained = context.paths.PretrainedWeights();
+    if (!std::filesystem::exists(pretrained)) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "no starting backbone: %s does not exist; run `nearnd pretrain --out %s` or pass --backbone-weights FILE",
-          path, context.paths.dir()));
+          pretrained, context.paths.dir()));
     }
     starting.weights_source = absl::StrFormat("pretrained by nearnd on %s digits classification (%s)",
-                                              absl::GetFlag(FLAGS_pretrain_dataset), path);
-  } else {
-    starting.weights_source = path;
+                                              absl::GetFlag(FLAGS_pretrain_dataset), pretrained);
+    NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, pretrained));
+    return starting;
   }
 
   // .safetensors (timm names) or .npz (Google layout); classifier heads are ignored.
-  NEARND_RETURN_IF_ERROR(LoadVitCheckpoint(starting.vit, path));
+  Vit vit = backbone->vit();
+  NEARND_RETURN_IF_ERROR(LoadVitCheckpoint(vit, path));
+  starting.weights_source = path;
   return starting;
 }
 
-absl::StatusOr<Vit> LoadFinetunedBackbone(const RunContext& context) {
-  NEARND_ASSIGN_OR_RETURN(VitConfig config, BackboneConfig(context));
+absl::StatusOr<std::shared_ptr<Backbone>> LoadFinetunedBackbone(const RunContext& context) {
   const std::string path = context.paths.FinetunedWeights();
   if (!std::filesystem::exists(path)) {
     return absl::FailedPreconditionError(
         absl::StrFormat("%s does not exist; run `nearnd finetune --out %s` first", path, context.paths.dir()));
   }
-  Vit vit(config);
-  NEARND_RETURN_IF_ERROR(LoadModuleWeights(*vit, path));
-  return vit;
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
+  NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, path));
+  return backbone;
 }
 
-PreprocessConfig BackbonePreprocess(const RunContext& context, const VitConfig& config) {
+PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInfo& info) {
   PreprocessConfig preprocess;
-  preprocess.resize_size = context.profile.resize_size * config.image_size / context.profile.crop_size;
-  preprocess.crop_size = config.image_size;
-  preprocess.channels = config.channels;
-  if (!context.imagenet_normalization) {
-    preprocess.mean.assign(config.channels, 0.5f);
-    preprocess.std.assign(config.channels, 0.5f);
-  } else if (config.channels == 3) {
+  preprocess.resize_size = context.profile.resize_size * info.image_size / context.profile.crop_size;
+  preprocess.crop_size = info.image_size;
+  preprocess.channels = info.channels;
+  preprocess.mean = info.mean;
+  preprocess.std = info.std;
+  if (!context.imagenet_normalization) return preprocess;
+  if (info.channels == 3) {
     preprocess.mean = {0.485f, 0.456f, 0.406f};
     preprocess.std = {0.229f, 0.224f, 0.225f};
   } else {
     // A grayscale backbone gets the mean of the three channels' values.
-    preprocess.mean.assign(config.channels, 0.449f);
-    preprocess.std.assign(config.channels, 0.226f);
+    preprocess.mean = {0.449f};
+    preprocess.std = {0.226f};
   }
   return preprocess;
 }

@@ -2,13 +2,14 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/data/dataset.h"
 #include "core/data/preprocess.h"
-#include "core/models/vit.h"
+#include "core/models/backbone.h"
 #include "nearnd/v1/manifest.pb.h"
 #include "nearnd/v1/report.pb.h"
 #include "trainer/profile.h"
@@ -50,7 +51,7 @@ struct RunContext {
   int normal_class = 0;
   int seed = 0;
 
-  // Normalise inputs with the ImageNet mean and std instead of the backbone's 0.5.
+  // Normalise inputs with the ImageNet mean and std instead of the backbone's own values.
   bool imagenet_normalization = false;
 };
 
@@ -69,24 +70,35 @@ double FlagOr(double value, double profile_default);
 // LoadDataset reads a split of the run's dataset and checks that the normal class exists.
 absl::StatusOr<Dataset> LoadDataset(const RunContext& context, const std::string& split);
 
-// BackboneConfig returns the backbone configuration from --backbone or the profile.
-absl::StatusOr<VitConfig> BackboneConfig(const RunContext& context);
+// BackboneSpec returns --backbone, or the profile's backbone when the flag is empty: a ViT
+// configuration name such as "vit-b16", or "torchscript:PATH".
+std::string BackboneSpec(const RunContext& context);
+
+// IsTorchScriptSpec tells whether a backbone spec names a TorchScript module.
+bool IsTorchScriptSpec(const std::string& spec);
+
+// MakeBackbone builds the backbone of BackboneSpec: a ViT with freshly initialised weights, or
+// the TorchScript module with the weights it was saved with.
+absl::StatusOr<std::shared_ptr<Backbone>> MakeBackbone(const RunContext& context);
 
 // StartingBackbone is the backbone before fine-tuning and where its weights came from.
 struct StartingBackbone {
-  Vit vit{nullptr};
+  std::shared_ptr<Backbone> backbone;
   std::string weights_source;
 };
 
-// LoadStartingBackbone loads --backbone-weights, or else the weights `nearnd pretrain` wrote
+// LoadStartingBackbone loads --backbone-weights into the backbone. Without the flag, a
+// TorchScript module keeps its own weights and a ViT gets the weights `nearnd pretrain` wrote
 // into the run directory.
 absl::StatusOr<StartingBackbone> LoadStartingBackbone(const RunContext& context);
 
 // LoadFinetunedBackbone loads the weights `nearnd finetune` wrote into the run directory.
-absl::StatusOr<Vit> LoadFinetunedBackbone(const RunContext& context);
+absl::StatusOr<std::shared_ptr<Backbone>> LoadFinetunedBackbone(const RunContext& context);
 
-// BackbonePreprocess returns how images become inputs of a backbone with this configuration.
-PreprocessConfig BackbonePreprocess(const RunContext& context, const VitConfig& config);
+// BackbonePreprocess returns the test transform of a backbone: resize the shorter side to the
+// profile's resize size scaled to the backbone's input, centre crop to the input, normalise
+// with the backbone's own mean and std, or the ImageNet values under --normalization=imagenet.
+PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInfo& info);
 
 // ReadFakes reads the fakes `nearnd generate` wrote, a uint8 [N, C, H, W] array, as images.
 absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths);

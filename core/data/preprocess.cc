@@ -58,6 +58,15 @@ torch::Tensor CenterCrop(const torch::Tensor& tensor, int64_t size) {
   return tensor.slice(1, top, top + size).slice(2, left, left + size);
 }
 
+// Normalize scales pixel levels [C, H, W] in 0..255 to [0, 1] and normalises each channel.
+// Division and subtraction, not multiplication by reciprocals, so the result is bitwise
+// (pixel / 255 - mean) / std as a float computation.
+torch::Tensor Normalize(const torch::Tensor& levels, const PreprocessConfig& config) {
+  const torch::Tensor mean = torch::tensor(config.mean).view({config.channels, 1, 1});
+  const torch::Tensor std = torch::tensor(config.std).view({config.channels, 1, 1});
+  return levels.div(255.0f).sub(mean).div(std).contiguous();
+}
+
 void CheckConfig(const PreprocessConfig& config) {
   CHECK(config.channels == 1 || config.channels == 3)
       << "PreprocessConfig.channels is " << config.channels << "; expected 1 or 3";
@@ -109,18 +118,20 @@ Image ConvertChannels(const Image& image, int channels) {
 
 torch::Tensor Preprocess(const Image& image, const PreprocessConfig& config) {
   CheckConfig(config);
+  const torch::Tensor resized = ResizeShorterSide(ToFloatTensor(ConvertChannels(image, config.channels)),
+                                                  config.resize_size);
+  return Normalize(CenterCrop(resized, config.crop_size), config);
+}
 
-  const Image converted = ConvertChannels(image, config.channels);
-  torch::Tensor tensor = ToFloatTensor(converted);
-
-  tensor = ResizeShorterSide(tensor, config.resize_size);
-  tensor = CenterCrop(tensor, config.crop_size);
-
-  // Division and subtraction, not multiplication by reciprocals, so the result is bitwise
-  // (pixel / 255 - mean) / std as a float computation.
-  const torch::Tensor mean = torch::tensor(config.mean).view({config.channels, 1, 1});
-  const torch::Tensor std = torch::tensor(config.std).view({config.channels, 1, 1});
-  return tensor.div(255.0f).sub(mean).div(std).contiguous();
+torch::Tensor PreprocessForTraining(const Image& image, const PreprocessConfig& config) {
+  CheckConfig(config);
+  const torch::Tensor resized = ResizeShorterSide(ToFloatTensor(ConvertChannels(image, config.channels)),
+                                                  config.resize_size);
+  const int64_t top = torch::randint(resized.size(1) - config.crop_size + 1, {1}).item<int64_t>();
+  const int64_t left = torch::randint(resized.size(2) - config.crop_size + 1, {1}).item<int64_t>();
+  torch::Tensor crop = resized.slice(1, top, top + config.crop_size).slice(2, left, left + config.crop_size);
+  if (torch::rand({1}).item<float>() < 0.5f) crop = crop.flip({2});
+  return Normalize(crop, config);
 }
 
 torch::Tensor PreprocessBatch(const std::vector<Image>& images, size_t begin, size_t end,

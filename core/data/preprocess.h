@@ -8,9 +8,10 @@
 
 namespace nearnd {
 
-// PreprocessConfig is how an image becomes a backbone input: resize the shorter side to
-// resize_size with bilinear interpolation, keep the centre crop_size square, convert to
-// `channels` channels, scale to [0, 1] and normalise per channel with mean and std.
+// PreprocessConfig is how an image becomes a backbone input: convert to `channels` channels,
+// resize the shorter side to resize_size with bilinear interpolation, keep a crop_size square
+// (the centre one at test time, a random one in training), scale to [0, 1] and normalise per
+// channel with mean and std. The reference recipe is resize 256, crop 224 for a 224 input.
 struct PreprocessConfig {
   int resize_size = 28;
   int crop_size = 28;
@@ -28,6 +29,12 @@ Image ConvertChannels(const Image& image, int channels);
 // Preprocess turns one image into a float tensor of shape [channels, crop_size, crop_size].
 // Trainer and scorer both call it, so a served image becomes the tensor evaluation saw.
 torch::Tensor Preprocess(const Image& image, const PreprocessConfig& config);
+
+// PreprocessForTraining is the train transform: Preprocess with a uniformly random crop
+// position instead of the centre and a horizontal flip with probability 0.5, as torchvision's
+// RandomCrop and RandomHorizontalFlip. The random numbers come from LibTorch's default
+// generator, so torch::manual_seed makes them repeatable.
+torch::Tensor PreprocessForTraining(const Image& image, const PreprocessConfig& config);
 
 // PreprocessBatch stacks Preprocess over images[begin, end) into [end - begin, C, S, S].
 torch::Tensor PreprocessBatch(const std::vector<Image>& images, size_t begin, size_t end,

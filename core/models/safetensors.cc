@@ -169,7 +169,12 @@ absl::Status LoadModuleWeights(torch::nn::Module& module, const std::string& pat
 
 absl::Status LoadTensorsIntoModule(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                                    const std::string& source_name, const std::vector<std::string>& ignored_prefixes) {
-  std::map<std::string, torch::Tensor> targets = NamedTensors(module);
+  return CopyNamedTensors(NamedTensors(module), tensors, source_name, ignored_prefixes);
+}
+
+absl::Status CopyNamedTensors(const std::map<std::string, torch::Tensor>& targets,
+                              const std::map<std::string, torch::Tensor>& tensors, const std::string& source_name,
+                              const std::vector<std::string>& ignored_prefixes) {
   for (const auto& [name, tensor] : tensors) {
     if (targets.count(name) != 0) continue;
     const bool ignored = std::any_of(ignored_prefixes.begin(), ignored_prefixes.end(),
@@ -183,7 +188,7 @@ absl::Status LoadTensorsIntoModule(torch::nn::Module& module, const std::map<std
   }
 
   torch::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) {
+  for (const auto& [name, target] : targets) {
     auto found = tensors.find(name);
     if (found == tensors.end()) {
       return absl::InvalidArgumentError(absl::StrFormat("weights file %s is missing tensor '%s' of shape %s",

@@ -36,4 +36,10 @@ absl::Status LoadTensorsIntoModule(torch::nn::Module& module, const std::map<std
                                    const std::string& source_name,
                                    const std::vector<std::string>& ignored_prefixes = {});
 
+// CopyNamedTensors copies tensors[name] into targets[name] for every target, with the checks
+// and messages of LoadTensorsIntoModule. The targets are a model's parameters and buffers.
+absl::Status CopyNamedTensors(const std::map<std::string, torch::Tensor>& targets,
+                              const std::map<std::string, torch::Tensor>& tensors, const std::string& source_name,
+                              const std::vector<std::string>& ignored_prefixes = {});
+
 }  // namespace nearnd

@@ -139,21 +139,4 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images) {
   return norm_(x).select(1, 0);
 }
 
-void VitImpl::FreezeFirstBlocks(int count) {
-  patch_embed_->weight.set_requires_grad(false);
-  patch_embed_->bias.set_requires_grad(false);
-  cls_token_.set_requires_grad(false);
-  pos_embed_.set_requires_grad(false);
-  for (int i = 0; i < count && i < static_cast<int>(blocks_->size()); ++i) {
-    for (auto& parameter : blocks_[i]->parameters()) parameter.set_requires_grad(false);
-  }
-}
-
-ClassifierImpl::ClassifierImpl(Vit backbone, int classes) : backbone_(std::move(backbone)) {
-  register_module("backbone", backbone_);
-  head_ = register_module("head", torch::nn::Linear(backbone_->config().dim, classes));
-}
-
-torch::Tensor ClassifierImpl::forward(const torch::Tensor& images) { return head_(backbone_(images)); }
-
 }  // namespace nearnd

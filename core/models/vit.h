@@ -71,10 +71,6 @@ class VitImpl : public torch::nn::Module {
 
   const VitConfig& config() const { return config_; }
 
-  // FreezeFirstBlocks stops gradients for the patch embedding, class token, position
-  // embeddings and blocks [0, count).
-  void FreezeFirstBlocks(int count);
-
  private:
   VitConfig config_;
   torch::nn::Conv2d patch_embed_{nullptr};
@@ -84,22 +80,5 @@ class VitImpl : public torch::nn::Module {
   torch::nn::LayerNorm norm_{nullptr};
 };
 TORCH_MODULE(Vit);
-
-// ClassifierImpl is a backbone with a linear head on its feature: used to pretrain the backbone
-// on a labelled dataset and to fine-tune it on normal (0) vs fake (1).
-class ClassifierImpl : public torch::nn::Module {
- public:
-  ClassifierImpl(Vit backbone, int classes);
-
-  // images -> logits [N, classes].
-  torch::Tensor forward(const torch::Tensor& images);
-
-  Vit backbone() const { return backbone_; }
-
- private:
-  Vit backbone_;
-  torch::nn::Linear head_{nullptr};
-};
-TORCH_MODULE(Classifier);
 
 }  // namespace nearnd

@@ -10,14 +10,14 @@
 #include "core/data/image.h"
 #include "core/data/preprocess.h"
 #include "core/index/knn_index.h"
-#include "core/models/vit.h"
+#include "core/models/backbone.h"
 #include "nearnd/v1/manifest.pb.h"
 
 namespace nearnd {
 
 // Embed returns the backbone features [N, dim] of images, preprocessed with `preprocess` and
 // run in batches of batch_size under inference mode. The backbone is put in eval mode.
-torch::Tensor Embed(Vit& backbone, const std::vector<Image>& images,
+torch::Tensor Embed(Backbone& backbone, const std::vector<Image>& images,
                     const PreprocessConfig& preprocess, int batch_size);
 
 // NoveltyModel scores decoded images: preprocess, backbone feature, sum of squared distances
@@ -28,7 +28,7 @@ class NoveltyModel {
   // Load reads and verifies a bundle directory, then loads its backbone and index.
   static absl::StatusOr<std::unique_ptr<NoveltyModel>> Load(const std::string& bundle_dir);
 
-  NoveltyModel(nearnd::v1::Manifest manifest, Vit backbone, KnnIndex index);
+  NoveltyModel(nearnd::v1::Manifest manifest, std::shared_ptr<Backbone> backbone, KnnIndex index);
 
   // Score returns one novelty score per image, in order.
   absl::StatusOr<std::vector<float>> Score(const std::vector<Image>& images) const;
@@ -39,7 +39,7 @@ class NoveltyModel {
  private:
   nearnd::v1::Manifest manifest_;
   PreprocessConfig preprocess_;
-  mutable Vit backbone_;
+  std::shared_ptr<Backbone> backbone_;
   KnnIndex index_;
 };
 
