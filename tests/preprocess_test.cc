@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <set>
+#include <tuple>
 #include <vector>
 
 namespace nearnd {
@@ -169,6 +171,67 @@ TEST(Preprocess, DownscaleOfHalvesIsMirrorSymmetric) {
     EXPECT_NEAR(tensor[0][10][x].item<float>() + tensor[0][10][27 - x].item<float>(), 1.0f, 1e-5)
         << "column " << x;
   }
+}
+
+TEST(Preprocess, TrainingCropsAnyWindowAndFlips) {
+  // A 12x12 image resized to 12 and cropped to 8: each draw is one of 5 x 5 windows of the
+  // normalised image, mirrored or not, and all of them occur.
+  const Image image = MakeNoiseImage(12, 12, 1);
+  PreprocessConfig full;
+  full.resize_size = 12;
+  full.crop_size = 12;
+  PreprocessConfig config = full;
+  config.crop_size = 8;
+  const torch::Tensor whole = Preprocess(image, full);
+
+  torch::manual_seed(3);
+  std::set<std::tuple<int, int, bool>> seen;
+  for (int draw = 0; draw < 400; ++draw) {
+    const torch::Tensor crop = PreprocessForTraining(image, config);
+    ASSERT_EQ(crop.sizes(), (std::vector<int64_t>{1, 8, 8}));
+    bool matched = false;
+    for (int top = 0; top <= 4 && !matched; ++top) {
+      for (int left = 0; left <= 4 && !matched; ++left) {
+        const torch::Tensor window = whole.slice(1, top, top + 8).slice(2, left, left + 8);
+        for (bool flipped : {false, true}) {
+          if (torch::equal(crop, flipped ? window.flip({2}) : window)) {
+            seen.insert({top, left, flipped});
+            matched = true;
+          }
+        }
+      }
+    }
+    ASSERT_TRUE(matched) << "draw " << draw << " is no window of the image";
+  }
+  EXPECT_EQ(seen.size(), 50u);
+}
+
+TEST(Preprocess, TrainingTransformRepeatsUnderSeed) {
+  const Image image = MakeNoiseImage(40, 30, 3);
+  PreprocessConfig config;
+  config.resize_size = 32;
+  config.crop_size = 24;
+  config.channels = 3;
+  config.mean = {0.5f, 0.5f, 0.5f};
+  config.std = {0.5f, 0.5f, 0.5f};
+  torch::manual_seed(11);
+  const torch::Tensor first = PreprocessForTraining(image, config);
+  torch::manual_seed(11);
+  const torch::Tensor second = PreprocessForTraining(image, config);
+  EXPECT_TRUE(torch::equal(first, second));
+}
+
+TEST(Preprocess, ResizeRoundsToLevels) {
+  // Like Pillow, resizing yields whole 8-bit levels before normalisation.
+  const Image image = MakeNoiseImage(30, 45, 3);
+  PreprocessConfig config;
+  config.resize_size = 20;
+  config.crop_size = 20;
+  config.channels = 3;
+  config.mean = {0.0f, 0.0f, 0.0f};
+  config.std = {1.0f, 1.0f, 1.0f};
+  const torch::Tensor levels = Preprocess(image, config).mul(255.0f);
+  EXPECT_LT((levels - levels.round()).abs().max().item<float>(), 1e-3f);
 }
 
 TEST(Preprocess, BatchStacksImages) {

@@ -29,4 +29,8 @@ absl::Status RunScore(const std::vector<std::string>& args);
 // `args`, or of the --preprocessed array, to --out as a float32 [N, dim] .npy file.
 absl::Status RunEmbed(const std::vector<std::string>& args);
 
+// RunPreprocess writes the backbone inputs that the test transform makes of the image files
+// and folders in `args` to --out as a float32 [N, C, S, S] .npy file.
+absl::Status RunPreprocess(const std::vector<std::string>& args);
+
 }  // namespace nearnd

@@ -1,6 +1,7 @@
 // `nearnd embed`: writes the backbone features of image files, or of an array of inputs that
-// are already preprocessed, as a float32 [N, dim] .npy file. It needs no run directory, so it
-// serves to inspect a backbone and to check it against other implementations.
+// are already preprocessed, as a float32 [N, dim] .npy file. `nearnd preprocess` writes that
+// array: the backbone inputs the test transform makes of image files. Neither needs a run
+// directory, so they serve to inspect a backbone and to check it against other implementations.
 
 #include <algorithm>
 #include <chrono>
@@ -116,6 +117,15 @@ torch::Tensor EmbedPreprocessed(Backbone& backbone, const torch::Tensor& inputs,
   return torch::cat(features);
 }
 
+// CheckOut checks that --out names the .npy file `subcommand` writes.
+absl::Status CheckOut(const std::string& subcommand, const std::string& content) {
+  if (absl::EndsWith(absl::GetFlag(FLAGS_out), ".npy")) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "--out=%s does not end in .npy; for `nearnd %s`, --out is the .npy file the %s are written to, e.g. "
+      "--out %s.npy",
+      absl::GetFlag(FLAGS_out), subcommand, content, content));
+}
+
 absl::Status CheckFlags(const std::vector<std::string>& args) {
   const bool torchscript = absl::StartsWith(absl::GetFlag(FLAGS_backbone), kTorchScriptPrefix);
   if (absl::GetFlag(FLAGS_backbone_weights).empty() && !torchscript) {
@@ -123,12 +133,7 @@ absl::Status CheckFlags(const std::vector<std::string>& args) {
         "--backbone-weights is empty; give a Google ViT .npz or a timm .safetensors checkpoint, or "
         "--backbone torchscript:PATH, because the features of a randomly initialised ViT are meaningless");
   }
-  if (!absl::EndsWith(absl::GetFlag(FLAGS_out), ".npy")) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--out=%s does not end in .npy; for `nearnd embed`, --out is the .npy file the features are written "
-        "to, e.g. --out features.npy",
-        absl::GetFlag(FLAGS_out)));
-  }
+  NEARND_RETURN_IF_ERROR(CheckOut("embed", "features"));
   if (absl::GetFlag(FLAGS_embed_batch) < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--embed-batch=%d is invalid; give a positive number of images per forward pass",
@@ -184,6 +189,30 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
   LOG(INFO) << absl::StrFormat("embed: %d images, %d features each, %s %s, batch %d, %.3f s, %.2f images/s -> %s",
                                features.size(0), features.size(1), info.name, starting.weights_source,
                                batch_size, seconds, features.size(0) / seconds, out);
+  return absl::OkStatus();
+}
+
+absl::Status RunPreprocess(const std::vector<std::string>& args) {
+  NEARND_RETURN_IF_ERROR(CheckOut("preprocess", "inputs"));
+  if (args.empty()) return absl::InvalidArgumentError("no input; pass image files or folders after `preprocess`");
+
+  RunContext context;
+  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
+  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
+  NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
+  const PreprocessConfig preprocess = BackbonePreprocess(context, backbone->info());
+
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> files, ListImageFiles(args));
+  std::vector<torch::Tensor> inputs;
+  for (const std::string& file : files) {
+    NEARND_ASSIGN_OR_RETURN(Image image, ReadImageFile(file));
+    inputs.push_back(Preprocess(image, preprocess));
+  }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  NEARND_RETURN_IF_ERROR(WriteNpy(torch::stack(inputs), out));
+  LOG(INFO) << absl::StrFormat("preprocess: %d images for %s: resize %d, centre crop %d, %d channels -> %s",
+                               files.size(), backbone->info().name, preprocess.resize_size, preprocess.crop_size,
+                               preprocess.channels, out);
   return absl::OkStatus();
 }
 

@@ -38,6 +38,7 @@ constexpr Subcommand kSubcommands[] = {
     {"score", nearnd::RunScore, "send image files to a running scorer: nearnd score --target HOST:PORT FILE..."},
     {"compare", nearnd::RunCompare, "check `nearnd score` output against evaluation's scores"},
     {"embed", nearnd::RunEmbed, "write backbone features of FILE|DIR... or --preprocessed to --out FILE.npy"},
+    {"preprocess", nearnd::RunPreprocess, "write the backbone inputs of FILE|DIR... to --out FILE.npy"},
 };
 
 std::string Usage() {
@@ -45,7 +46,7 @@ std::string Usage() {
       "nearnd: near-distribution novelty detection.\n\n"
       "usage: nearnd SUBCOMMAND [--flag=value ...] [ARGS]\n\nsubcommands:\n";
   for (const Subcommand& subcommand : kSubcommands) {
-    usage += absl::StrFormat("  %-9s %s\n", subcommand.name, subcommand.summary);
+    usage += absl::StrFormat("  %-10s %s\n", subcommand.name, subcommand.summary);
   }
   usage += "\nexample: nearnd pipeline --dataset fashion-mnist --normal-class 6 --out runs/shirt\n";
   usage += "Flags accept dashes or underscores. `nearnd --help` lists every flag.";

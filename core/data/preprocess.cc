@@ -41,13 +41,33 @@ torch::Tensor ResizeBilinear(const torch::Tensor& tensor, int64_t height, int64_
   return resized.squeeze(0).contiguous();
 }
 
+// ResizeLikePillow resizes 8-bit levels [C, H, W] to [C, height, width] as Pillow's bilinear
+// resize does, which torchvision's Resize calls on images: the width first and then the
+// height, each pass with the antialiased triangle filter and rounded to 8-bit levels.
+torch::Tensor ResizeLikePillow(const torch::Tensor& levels, int64_t height, int64_t width) {
+  namespace F = torch::nn::functional;
+  const auto pass = [](const torch::Tensor& tensor, int64_t to_height, int64_t to_width) {
+    const torch::Tensor resized =
+        F::interpolate(tensor.unsqueeze(0), F::InterpolateFuncOptions()
+                                                .size(std::vector<int64_t>{to_height, to_width})
+                                                .mode(torch::kBilinear)
+                                                .align_corners(false)
+                                                .antialias(true));
+    return resized.squeeze(0).round().clamp(0.0, 255.0);
+  };
+  torch::Tensor tensor = levels;
+  if (tensor.size(2) != width) tensor = pass(tensor, tensor.size(1), width);
+  if (tensor.size(1) != height) tensor = pass(tensor, height, width);
+  return tensor.contiguous();
+}
+
 // ResizeShorterSide resizes so the shorter side becomes `size`. The longer side becomes
 // floor(size * long / short), as torchvision's Resize(int) computes it.
-torch::Tensor ResizeShorterSide(const torch::Tensor& tensor, int64_t size) {
-  const int64_t height = tensor.size(1);
-  const int64_t width = tensor.size(2);
-  if (height <= width) return ResizeBilinear(tensor, size, size * width / height);
-  return ResizeBilinear(tensor, size * height / width, size);
+torch::Tensor ResizeShorterSide(const torch::Tensor& levels, int64_t size) {
+  const int64_t height = levels.size(1);
+  const int64_t width = levels.size(2);
+  if (height <= width) return ResizeLikePillow(levels, size, size * width / height);
+  return ResizeLikePillow(levels, size * height / width, size);
 }
 
 // CenterCrop keeps the centred size x size square. An odd margin leaves the extra row or
