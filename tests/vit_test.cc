@@ -48,6 +48,33 @@ TEST(Vit, ParameterNamesFollowTimm) {
   EXPECT_EQ(vit->named_parameters()["pos_embed"].sizes(), (std::vector<int64_t>{1, 17, 32}));
 }
 
+TEST(Vit, InferenceAndTrainingPathsAgree) {
+  // Without autograd the blocks run LibTorch's fused encoder layer; with it, nearnd's own layers.
+  // Fine-tuning trains the second path and indexing serves the first, so they must agree.
+  torch::manual_seed(5);
+  Vit vit(TinyConfig());
+  vit->eval();
+  const torch::Tensor images = torch::randn({3, 3, 16, 16});
+  torch::Tensor inference;
+  {
+    torch::InferenceMode inference_mode;
+    inference = vit->forward(images).clone();
+  }
+  const torch::Tensor training = vit->forward(images).detach();
+  ASSERT_EQ(inference.sizes(), training.sizes());
+  EXPECT_LT((inference - training).abs().max().item<float>(), 1e-5f);
+}
+
+TEST(Vit, ClassTokenBlockMatchesFullBlock) {
+  torch::manual_seed(6);
+  EncoderBlock block(TinyConfig());
+  const torch::Tensor tokens = torch::randn({2, 17, 32});
+  const torch::Tensor full = block->forward(tokens).select(1, 0).detach();
+  const torch::Tensor token = block->ClassTokenForward(tokens).detach();
+  ASSERT_EQ(token.sizes(), (std::vector<int64_t>{2, 32}));
+  EXPECT_LT((full - token).abs().max().item<float>(), 1e-5f);
+}
+
 TEST(Vit, ClassifierLogitShape) {
   Classifier classifier(MakeVitBackbone(Vit(TinyConfig())), 2);
   EXPECT_EQ(classifier.Forward(torch::randn({3, 3, 16, 16})).sizes(), (std::vector<int64_t>{3, 2}));

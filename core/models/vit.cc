@@ -63,17 +63,41 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t dim = x.size(2);
   const int64_t head_dim = dim / heads_;
 
-  // [N, T, 3 * dim] -> three [N, heads, T, head_dim] tensors.
-  torch::Tensor qkv = qkv_(x).reshape({batch, tokens, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
-  torch::Tensor q = qkv[0];
-  torch::Tensor k = qkv[1];
-  torch::Tensor v = qkv[2];
+  // [N, T, 3 * dim] -> three contiguous [N, heads, T, head_dim] tensors, so the batched
+  // matrix products below read them without copies.
+  const torch::Tensor qkv =
+      qkv_(x).reshape({batch, tokens, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4}).contiguous();
+  // Scaling q costs T * head_dim multiplications per head, scaling q k^T would cost T * T.
+  const torch::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const torch::Tensor k = qkv[1];
+  const torch::Tensor v = qkv[2];
 
-  torch::Tensor attention = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim));
-  attention = attention.softmax(-1);
+  const torch::Tensor attention = torch::matmul(q, k.transpose(-2, -1)).softmax(-1);
 
   torch::Tensor out = torch::matmul(attention, v).transpose(1, 2).reshape({batch, tokens, dim});
   return proj_(out);
+}
+
+torch::Tensor AttentionImpl::ClassTokenForward(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  const int64_t batch = x.size(0);
+  const int64_t tokens = x.size(1);
+  const int64_t dim = x.size(2);
+  const int64_t head_dim = dim / heads_;
+  const torch::Tensor& weight = qkv_->weight;
+  const torch::Tensor& bias = qkv_->bias;
+
+  // The class token's query [N, heads, 1, head_dim], and keys and values of every token.
+  const torch::Tensor q = F::linear(x.select(1, 0), weight.slice(0, 0, dim), bias.slice(0, 0, dim))
+                              .reshape({batch, heads_, 1, head_dim}) *
+                          (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const torch::Tensor kv = F::linear(x, weight.slice(0, dim, 3 * dim), bias.slice(0, dim, 3 * dim))
+                               .reshape({batch, tokens, 2, heads_, head_dim})
+                               .permute({2, 0, 3, 1, 4})
+                               .contiguous();
+
+  const torch::Tensor attention = torch::matmul(q, kv[0].transpose(-2, -1)).softmax(-1);
+  return proj_(torch::matmul(attention, kv[1]).reshape({batch, dim}));
 }
 
 EncoderBlockImpl::EncoderBlockImpl(const VitConfig& config) {
@@ -83,16 +107,30 @@ EncoderBlockImpl::EncoderBlockImpl(const VitConfig& config) {
   norm2_ = register_module("norm2", torch::nn::LayerNorm(norm_options));
 
   // Named like timm's Mlp (fc1, fc2) so checkpoints map by name.
+  fc1_ = torch::nn::Linear(config.dim, config.mlp_dim);
+  fc2_ = torch::nn::Linear(config.mlp_dim, config.dim);
   mlp_ = torch::nn::Sequential();
-  mlp_->push_back("fc1", torch::nn::Linear(config.dim, config.mlp_dim));
+  mlp_->push_back("fc1", fc1_);
   mlp_->push_back("act", torch::nn::GELU());
-  mlp_->push_back("fc2", torch::nn::Linear(config.mlp_dim, config.dim));
+  mlp_->push_back("fc2", fc2_);
   register_module("mlp", mlp_);
 }
 
 torch::Tensor EncoderBlockImpl::forward(torch::Tensor x) {
-  x = x + attn_(norm1_(x));
-  return x + mlp_->forward(norm2_(x));
+  if (torch::GradMode::is_enabled()) {
+    x = x + attn_(norm1_(x));
+    return x + mlp_->forward(norm2_(x));
+  }
+  // The fused kernel: pre-norm (norm_first), exact GELU, no attention mask.
+  return at::_transformer_encoder_layer_fwd(
+      x, x.size(2), attn_->heads(), attn_->qkv()->weight, attn_->qkv()->bias, attn_->proj()->weight,
+      attn_->proj()->bias, /*use_gelu=*/true, /*norm_first=*/true, norm1_->options.eps(), norm1_->weight,
+      norm1_->bias, norm2_->weight, norm2_->bias, fc1_->weight, fc1_->bias, fc2_->weight, fc2_->bias);
+}
+
+torch::Tensor EncoderBlockImpl::ClassTokenForward(const torch::Tensor& x) {
+  const torch::Tensor attended = x.select(1, 0) + attn_->ClassTokenForward(norm1_(x));
+  return attended + mlp_->forward(norm2_(attended));
 }
 
 VitImpl::VitImpl(const VitConfig& config) : config_(config) {
@@ -133,10 +171,12 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images) {
   // Prepend the class token and add position embeddings.
   x = torch::cat({cls_token_.expand({x.size(0), -1, -1}), x}, 1) + pos_embed_;
 
-  for (const auto& block : *blocks_) x = block->as<EncoderBlock>()->forward(x);
-
-  // The feature is the class token after the final norm.
-  return norm_(x).select(1, 0);
+  // The feature is the class token after the final norm, so the last block computes only the
+  // class token's output.
+  const int64_t depth = static_cast<int64_t>(blocks_->size());
+  for (int64_t i = 0; i + 1 < depth; ++i) x = blocks_[i]->as<EncoderBlock>()->forward(x);
+  const torch::Tensor token = depth > 0 ? blocks_[depth - 1]->as<EncoderBlock>()->ClassTokenForward(x) : x.select(1, 0);
+  return norm_(token);
 }
 
 }  // namespace nearnd

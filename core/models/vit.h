@@ -36,6 +36,14 @@ class AttentionImpl : public torch::nn::Module {
   // x: [N, T, dim] -> [N, T, dim].
   torch::Tensor forward(const torch::Tensor& x);
 
+  // ClassTokenForward returns forward(x).select(1, 0), the output of the class token alone,
+  // computing queries and attention weights for that token only.
+  torch::Tensor ClassTokenForward(const torch::Tensor& x);
+
+  int heads() const { return heads_; }
+  const torch::nn::Linear& qkv() const { return qkv_; }
+  const torch::nn::Linear& proj() const { return proj_; }
+
  private:
   int heads_;
   torch::nn::Linear qkv_{nullptr};
@@ -43,18 +51,26 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// Pre-norm encoder block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+// Pre-norm encoder block: x + attn(norm1(x)), then x + mlp(norm2(x)). Without autograd it runs
+// LibTorch's fused encoder layer kernel, the one PyTorch's nn.TransformerEncoderLayer runs in
+// inference, which computes the same function faster.
 class EncoderBlockImpl : public torch::nn::Module {
  public:
   explicit EncoderBlockImpl(const VitConfig& config);
 
   torch::Tensor forward(torch::Tensor x);
 
+  // ClassTokenForward returns forward(x).select(1, 0): x [N, T, dim] -> [N, dim]. The last block
+  // needs no other token's output, so its MLP and most of its attention run on one token.
+  torch::Tensor ClassTokenForward(const torch::Tensor& x);
+
  private:
   torch::nn::LayerNorm norm1_{nullptr};
   Attention attn_{nullptr};
   torch::nn::LayerNorm norm2_{nullptr};
   torch::nn::Sequential mlp_{nullptr};
+  torch::nn::Linear fc1_{nullptr};
+  torch::nn::Linear fc2_{nullptr};
 };
 TORCH_MODULE(EncoderBlock);
 
