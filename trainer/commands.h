@@ -33,4 +33,8 @@ absl::Status RunEmbed(const std::vector<std::string>& args);
 // and folders in `args` to --out as a float32 [N, C, S, S] .npy file.
 absl::Status RunPreprocess(const std::vector<std::string>& args);
 
+// RunBenchmark times --steps fine-tuning steps of the starting backbone on the first
+// --batch-size rows of the --preprocessed array and logs seconds per step and images/s.
+absl::Status RunBenchmark(const std::vector<std::string>& args);
+
 }  // namespace nearnd

@@ -2,6 +2,7 @@
 // are already preprocessed, as a float32 [N, dim] .npy file. `nearnd preprocess` writes that
 // array: the backbone inputs the test transform makes of image files. Neither needs a run
 // directory, so they serve to inspect a backbone and to check it against other implementations.
+// `nearnd benchmark` times fine-tuning steps of the backbone on such an array.
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/data/image.h"
 #include "core/data/npy.h"
 #include "core/models/safetensors.h"
@@ -26,6 +28,7 @@ ABSL_FLAG(std::string, preprocessed, "",
           "`nearnd embed` only: a float32 .npy array [N, C, H, W] of inputs already resized and "
           "normalised for the backbone, fed to it unchanged in place of image files.");
 ABSL_FLAG(int, embed_batch, 16, "`nearnd embed` only: images per backbone forward pass.");
+ABSL_FLAG(int, steps, 3, "`nearnd benchmark` only: timed fine-tuning steps, after one untimed warm-up step.");
 
 namespace nearnd {
 namespace {
@@ -185,7 +188,7 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
   const std::string out = absl::GetFlag(FLAGS_out);
   NEARND_RETURN_IF_ERROR(WriteNpy(features.contiguous(), out));
 
-  // scripts/bench-embed reads the images/s figure from this line.
+  // scripts/bench-backbone reads the images/s figure from this line.
   LOG(INFO) << absl::StrFormat("embed: %d images, %d features each, %s %s, batch %d, %.3f s, %.2f images/s -> %s",
                                features.size(0), features.size(1), info.name, starting.weights_source,
                                batch_size, seconds, features.size(0) / seconds, out);
@@ -213,6 +216,63 @@ absl::Status RunPreprocess(const std::vector<std::string>& args) {
   LOG(INFO) << absl::StrFormat("preprocess: %d images for %s: resize %d, centre crop %d, %d channels -> %s",
                                files.size(), backbone->info().name, preprocess.resize_size, preprocess.crop_size,
                                preprocess.channels, out);
+  return absl::OkStatus();
+}
+
+absl::Status RunBenchmark(const std::vector<std::string>& args) {
+  if (!args.empty()) return absl::InvalidArgumentError(absl::StrFormat("unexpected argument '%s'", args[0]));
+  const std::string preprocessed = absl::GetFlag(FLAGS_preprocessed);
+  if (preprocessed.empty()) {
+    return absl::InvalidArgumentError(
+        "--preprocessed is empty; give the .npy inputs to train on, e.g. from `nearnd preprocess`");
+  }
+  const int steps = absl::GetFlag(FLAGS_steps);
+  const int batch_size = absl::GetFlag(FLAGS_batch_size);
+  if (steps < 1 || batch_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--steps=%d and --batch-size=%d must both be at least 1", steps, batch_size));
+  }
+
+  RunContext context;
+  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
+  NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
+  Backbone& backbone = *starting.backbone;
+  NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadPreprocessed(preprocessed, backbone.info()));
+  if (inputs.size(0) < batch_size) {
+    return absl::InvalidArgumentError(absl::StrFormat("--preprocessed=%s has %d rows, fewer than --batch-size=%d",
+                                                      preprocessed, inputs.size(0), batch_size));
+  }
+
+  // The fine-tuning step of `nearnd finetune`: frozen prefixes, 2-way head, cross-entropy, SGD.
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FinetuneFreezePrefixes(backbone));
+  NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, frozen_prefixes));
+  Classifier classifier(starting.backbone, 2);
+  torch::optim::SGD optimizer(
+      classifier.TrainableParameters(),
+      torch::optim::SGDOptions(absl::GetFlag(FLAGS_lr)).weight_decay(absl::GetFlag(FLAGS_weight_decay)));
+  const torch::Tensor batch = inputs.slice(0, 0, batch_size);
+  const torch::Tensor labels = torch::arange(batch_size, torch::kInt64).remainder(2);
+  classifier.SetTraining(true);
+
+  double seconds = 0.0;
+  double loss = 0.0;
+  for (int step = 0; step <= steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    optimizer.zero_grad();
+    const torch::Tensor step_loss = torch::nn::functional::cross_entropy(classifier.Forward(batch), labels);
+    step_loss.backward();
+    optimizer.step();
+    loss = step_loss.item<double>();
+    // Step 0 warms up allocators and caches and is not timed.
+    if (step > 0) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  // scripts/bench-backbone reads the images/s figure from this line.
+  LOG(INFO) << absl::StrFormat(
+      "benchmark: %s, fine-tuning step of batch %d with %s frozen: %d steps, %.3f s per step, %.2f images/s, last "
+      "loss %.4f",
+      backbone.info().name, batch_size, frozen_prefixes.empty() ? "nothing" : absl::StrJoin(frozen_prefixes, ","),
+      steps, seconds / steps, steps * batch_size / seconds, loss);
   return absl::OkStatus();
 }
 

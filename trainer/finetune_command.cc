@@ -2,8 +2,6 @@
 // (label 0) from the generator's fakes (label 1) with a 2-way linear head and cross-entropy:
 // SGD, the train transform, and the leading half of a ViT's encoder blocks frozen.
 
-#include <algorithm>
-
 #include <glog/logging.h>
 
 #include "absl/flags/flag.h"
@@ -16,28 +14,6 @@
 #include "trainer/run.h"
 
 namespace nearnd {
-namespace {
-
-// FreezePrefixes returns the parameter name prefixes to freeze: --freeze when given, else the
-// embeddings and first --freeze-blocks encoder blocks of a ViT (half by default), else none.
-absl::StatusOr<std::vector<std::string>> FreezePrefixes(const Backbone& backbone) {
-  std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
-  prefixes.erase(std::remove(prefixes.begin(), prefixes.end(), ""), prefixes.end());
-  if (!prefixes.empty()) return prefixes;
-  const Vit vit = backbone.vit();
-  if (vit.is_empty()) return prefixes;
-
-  const int depth = vit->config().depth;
-  const int blocks = FlagOr(absl::GetFlag(FLAGS_freeze_blocks), depth / 2);
-  if (blocks < 0 || blocks > depth) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth", blocks, depth));
-  }
-  return VitFreezePrefixes(blocks);
-}
-
-}  // namespace
-
 absl::Status RunFinetune(const std::vector<std::string>& args) {
   if (!args.empty()) return absl::InvalidArgumentError(absl::StrFormat("unexpected argument '%s'", args[0]));
   NEARND_ASSIGN_OR_RETURN(RunContext context, MakeRunContext());
@@ -55,7 +31,7 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
   Backbone& backbone = *starting.backbone;
   const PreprocessConfig preprocess = BackbonePreprocess(context, backbone.info());
-  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FreezePrefixes(backbone));
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FinetuneFreezePrefixes(backbone));
   NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, frozen_prefixes));
   Classifier classifier(starting.backbone, 2);
 

@@ -39,6 +39,7 @@ constexpr Subcommand kSubcommands[] = {
     {"compare", nearnd::RunCompare, "check `nearnd score` output against evaluation's scores"},
     {"embed", nearnd::RunEmbed, "write backbone features of FILE|DIR... or --preprocessed to --out FILE.npy"},
     {"preprocess", nearnd::RunPreprocess, "write the backbone inputs of FILE|DIR... to --out FILE.npy"},
+    {"benchmark", nearnd::RunBenchmark, "time fine-tuning steps of the backbone on --preprocessed inputs"},
 };
 
 std::string Usage() {

@@ -1,5 +1,6 @@
 #include "trainer/run.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -204,6 +205,22 @@ PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInf
     preprocess.std = {0.226f};
   }
   return preprocess;
+}
+
+absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& backbone) {
+  std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
+  prefixes.erase(std::remove(prefixes.begin(), prefixes.end(), ""), prefixes.end());
+  if (!prefixes.empty()) return prefixes;
+  const Vit vit = backbone.vit();
+  if (vit.is_empty()) return prefixes;
+
+  const int depth = vit->config().depth;
+  const int blocks = FlagOr(absl::GetFlag(FLAGS_freeze_blocks), depth / 2);
+  if (blocks < 0 || blocks > depth) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth", blocks, depth));
+  }
+  return VitFreezePrefixes(blocks);
 }
 
 absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths) {

@@ -100,6 +100,11 @@ absl::StatusOr<std::shared_ptr<Backbone>> LoadFinetunedBackbone(const RunContext
 // with the backbone's own mean and std, or the ImageNet values under --normalization=imagenet.
 PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInfo& info);
 
+// FinetuneFreezePrefixes returns the parameter name prefixes that fine-tuning freezes: --freeze
+// when given, else a ViT's embeddings and first --freeze-blocks encoder blocks (half of them by
+// default), else none.
+absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& backbone);
+
 // ReadFakes reads the fakes `nearnd generate` wrote, a uint8 [N, C, H, W] array, as images.
 absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths);
 

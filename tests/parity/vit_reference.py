@@ -11,6 +11,11 @@ Modes:
   --write-random-inputs FILE    write --count random float32 inputs [N, C, H, W]
   --weights FILE --inputs FILE --out FILE
                                 write the features [N, dim] of the inputs as float32 .npy
+  --weights FILE --inputs FILE --train-steps N
+                                time N fine-tuning steps (after one warm-up step) on the first
+                                --batch inputs: the embeddings and first half of the blocks
+                                frozen, a 2-way linear head, cross-entropy, SGD lr 4e-4 and
+                                weight decay 5e-5, as `nearnd benchmark` does
 """
 
 import argparse
@@ -194,6 +199,35 @@ def load_reference_vit(config, weights_path):
     return model.eval()
 
 
+def time_finetuning(config, args):
+    """Time fine-tuning steps of the reference ViT with nearnd's recipe and print the rate."""
+    model = load_reference_vit(config, args.weights)
+    frozen = ["patch_embed.", "cls_token", "pos_embed"] + [f"layers.{i}." for i in range(config["depth"] // 2)]
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(not any(name.startswith(prefix) for prefix in frozen))
+    head = nn.Linear(config["dim"], 2)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad] + list(head.parameters())
+    optimizer = torch.optim.SGD(trainable, lr=4e-4, weight_decay=5e-5)
+    inputs = torch.from_numpy(np.load(args.inputs).astype(np.float32, copy=False))[:args.batch]
+    labels = torch.arange(inputs.shape[0]) % 2
+    model.train()
+
+    seconds = 0.0
+    for step in range(args.train_steps + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(head(model(inputs)), labels)
+        loss.backward()
+        optimizer.step()
+        # Step 0 warms up allocators and caches and is not timed.
+        if step > 0:
+            seconds += time.perf_counter() - start
+    print(f"reference: fine-tuning step of batch {inputs.shape[0]}, {torch.get_num_threads()} threads, "
+          f"{args.train_steps} steps, {seconds / args.train_steps:.3f} s per step, "
+          f"{args.train_steps * inputs.shape[0] / seconds:.2f} images/s, last loss {loss.item():.4f}", file=sys.stderr)
+    return 0
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="vit-quick", choices=sorted(CONFIGS),
@@ -209,6 +243,7 @@ def parse_args():
     parser.add_argument("--out", metavar="FILE", help=".npy file the float32 features [N, dim] are written to")
     parser.add_argument("--batch", type=int, default=16, help="inputs per forward pass")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps PyTorch's default")
+    parser.add_argument("--train-steps", type=int, default=0, help="time this many fine-tuning steps instead")
     return parser.parse_args()
 
 
@@ -228,6 +263,10 @@ def main():
     if args.write_random_weights or args.write_random_inputs:
         return 0
 
+    if args.weights and args.inputs and args.train_steps > 0:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        return time_finetuning(config, args)
     if not (args.weights and args.inputs and args.out):
         print("vit_reference.py: give --weights, --inputs and --out, or a --write-random-* mode", file=sys.stderr)
         return 2
