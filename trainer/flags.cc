@@ -34,6 +34,8 @@ ABSL_FLAG(int, pretrain_epochs, -1, "Pretraining epochs (-1: from --profile).");
 ABSL_FLAG(int, generator_channels, -1, "Score network width at full resolution (-1: from --profile).");
 ABSL_FLAG(int, generator_max_steps, -1, "Training steps after which generation stops even above --target-fd.");
 ABSL_FLAG(int, generator_check_every, -1, "Steps between Frechet distance checks (-1: from --profile).");
+ABSL_FLAG(int, generator_check_samples, -1,
+          "Samples drawn at each Frechet distance check (-1: from --profile).");
 ABSL_FLAG(double, generator_lr, -1, "Adam learning rate of the score network (-1: from --profile).");
 ABSL_FLAG(double, target_fd, -1,
           "Frechet distance at which generation stops early (-1: from --profile). Lower means fakes closer "

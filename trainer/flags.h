@@ -28,6 +28,7 @@ ABSL_DECLARE_FLAG(int, pretrain_epochs);
 ABSL_DECLARE_FLAG(int, generator_channels);
 ABSL_DECLARE_FLAG(int, generator_max_steps);
 ABSL_DECLARE_FLAG(int, generator_check_every);
+ABSL_DECLARE_FLAG(int, generator_check_samples);
 ABSL_DECLARE_FLAG(double, generator_lr);
 ABSL_DECLARE_FLAG(double, target_fd);
 ABSL_DECLARE_FLAG(double, sigma_max);

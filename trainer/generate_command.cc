@@ -41,6 +41,7 @@ struct GeneratorSettings {
   int channels_width;
   int max_steps;
   int check_every;
+  int check_samples;
   double lr;
   double target_fd;
   double sigma_max;
@@ -53,6 +54,7 @@ GeneratorSettings ResolveSettings(const Profile& profile) {
   settings.channels_width = FlagOr(absl::GetFlag(FLAGS_generator_channels), profile.generator_channels);
   settings.max_steps = FlagOr(absl::GetFlag(FLAGS_generator_max_steps), profile.generator_max_steps);
   settings.check_every = FlagOr(absl::GetFlag(FLAGS_generator_check_every), profile.generator_check_every);
+  settings.check_samples = FlagOr(absl::GetFlag(FLAGS_generator_check_samples), profile.check_samples);
   settings.lr = FlagOr(absl::GetFlag(FLAGS_generator_lr), profile.generator_lr);
   settings.target_fd = FlagOr(absl::GetFlag(FLAGS_target_fd), profile.target_frechet_distance);
   settings.sigma_max = FlagOr(absl::GetFlag(FLAGS_sigma_max), profile.sigma_max);
@@ -67,6 +69,10 @@ absl::Status CheckSettings(const GeneratorSettings& settings) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--generator-max-steps=%d and --generator-check-every=%d must both be at least 1", settings.max_steps,
         settings.check_every));
+  }
+  if (settings.check_samples < 2) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--generator-check-samples=%d; the Frechet distance needs at least 2 samples", settings.check_samples));
   }
   if (settings.fakes < 2) {
     return absl::InvalidArgumentError(absl::StrFormat("--fakes=%d; sample at least 2 fakes", settings.fakes));
@@ -227,7 +233,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
 
     // Every check_every steps, sample and measure how far the samples are from the normal class.
     if (step % settings.check_every != 0 && step != settings.max_steps) continue;
-    const std::vector<Image> samples = Sample(sde, ema, context.profile.check_samples, channels, size, settings.sampler);
+    const std::vector<Image> samples = Sample(sde, ema, settings.check_samples, channels, size, settings.sampler);
     NEARND_ASSIGN_OR_RETURN(double distance,
                             FrechetDistance(Embed(*starting.backbone, samples, preprocess, kFeatureBatch), normal_features));
     NEARND_RETURN_IF_ERROR(WriteGrid(context.paths.Path(absl::StrFormat("generate/samples_step_%d.png", step)), samples));
