@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "core/bundle/bundle.h"
 #include "core/data/dataset.h"
+#include "core/data/image.h"
 #include "core/data/npy.h"
 #include "core/models/backbone.h"
 #include "core/models/safetensors.h"
@@ -425,6 +426,50 @@ TEST_F(TrainerTest, InvalidGeneratorSettingsAreRejected) {
                                        "--fakes=1"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.stderr_text, HasSubstr("--fakes=1"));
+}
+
+TEST_F(TrainerTest, TooFewCheckSamplesAreRejected) {
+  const CommandResult result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + RunDir("check-samples"),
+                                       "--generator-check-samples=1"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--generator-check-samples=1"));
+}
+
+TEST_F(TrainerTest, PreprocessRejectsBadArguments) {
+  const std::string out = RunDir("preprocess");
+  fs::create_directories(out);
+  CommandResult result = Nearnd({"preprocess", "--out=" + out + "/inputs.npy"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("no input"));
+
+  absl::StatusOr<std::string> png = EncodePng(ClassImage(2, 1));
+  ASSERT_TRUE(png.ok()) << png.status();
+  WriteFile(fs::path(out) / "a.png", *png);
+  result = Nearnd({"preprocess", "--out=" + out + "/inputs.bin", out + "/a.png"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--out=" + out + "/inputs.bin does not end in .npy"));
+
+  result = Nearnd({"preprocess", "--out=" + out + "/inputs.npy", out + "/missing.png"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr(out + "/missing.png not found"));
+
+  result = Nearnd({"preprocess", "--out=" + out + "/inputs.npy", out + "/a.png"});
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  absl::StatusOr<torch::Tensor> inputs = ReadNpy(out + "/inputs.npy");
+  ASSERT_TRUE(inputs.ok()) << inputs.status();
+  EXPECT_EQ(inputs->sizes(), (std::vector<int64_t>{1, 1, 28, 28}));
+}
+
+TEST_F(TrainerTest, BenchmarkRejectsBadArguments) {
+  const std::string out = RunDir("benchmark");
+  fs::create_directories(out);
+  CommandResult result = Nearnd({"benchmark", "--backbone-weights=" + out + "/w.safetensors"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--preprocessed is empty"));
+
+  result = Nearnd({"benchmark", "--preprocessed=" + out + "/inputs.npy", "--steps=0"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.stderr_text, HasSubstr("--steps=0"));
 }
 
 TEST_F(TrainerTest, CompareRejectsMalformedScores) {
