@@ -422,17 +422,12 @@ TEST_F(TrainerTest, PretrainOnDatasetUnderTestIsRejected) {
 }
 
 TEST_F(TrainerTest, InvalidGeneratorSettingsAreRejected) {
-  const CommandResult result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + RunDir("settings"),
-                                       "--fakes=1"});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_THAT(result.stderr_text, HasSubstr("--fakes=1"));
-}
-
-TEST_F(TrainerTest, TooFewCheckSamplesAreRejected) {
-  const CommandResult result = Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + RunDir("check-samples"),
-                                       "--generator-check-samples=1"});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_THAT(result.stderr_text, HasSubstr("--generator-check-samples=1"));
+  for (const std::string flag : {"--fakes=1", "--generator-check-samples=1", "--sampler-steps=1"}) {
+    const CommandResult result =
+        Nearnd({"generate", "--data-dir=" + DataDir(), "--out=" + RunDir("settings"), flag});
+    EXPECT_EQ(result.exit_code, 1) << flag;
+    EXPECT_THAT(result.stderr_text, HasSubstr(flag));
+  }
 }
 
 TEST_F(TrainerTest, PreprocessRejectsBadArguments) {

@@ -111,7 +111,6 @@ absl::StatusOr<torch::Tensor> ReadPreprocessed(const std::string& path, const Ba
 
 // EmbedPreprocessed runs the backbone on inputs [N, C, H, W] in batches.
 torch::Tensor EmbedPreprocessed(Backbone& backbone, const torch::Tensor& inputs, int batch_size) {
-  backbone.SetTraining(false);
   torch::InferenceMode inference;
   std::vector<torch::Tensor> features;
   for (int64_t begin = 0; begin < inputs.size(0); begin += batch_size) {

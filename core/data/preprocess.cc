@@ -22,6 +22,19 @@ torch::Tensor ToFloatTensor(const Image& image) {
   return interleaved.permute({2, 0, 1}).to(torch::kFloat32).contiguous();
 }
 
+// Interpolate resizes a float tensor [C, H, W] to [C, height, width] bilinearly with half-pixel
+// centres, antialiased (Pillow's triangle filter widened by the shrink factor) or not.
+torch::Tensor Interpolate(const torch::Tensor& tensor, int64_t height, int64_t width, bool antialias) {
+  namespace F = torch::nn::functional;
+  const torch::Tensor resized =
+      F::interpolate(tensor.unsqueeze(0), F::InterpolateFuncOptions()
+                                              .size(std::vector<int64_t>{height, width})
+                                              .mode(torch::kBilinear)
+                                              .align_corners(false)
+                                              .antialias(antialias));
+  return resized.squeeze(0).contiguous();
+}
+
 // ResizeBilinear resizes a float tensor [C, H, W] to [C, height, width]. Antialiasing is on
 // when either side shrinks, as Pillow does, and a tensor already at the size is returned as
 // it is, so same-size inputs pass through bitwise.
@@ -29,31 +42,15 @@ torch::Tensor ResizeBilinear(const torch::Tensor& tensor, int64_t height, int64_
   const int64_t in_height = tensor.size(1);
   const int64_t in_width = tensor.size(2);
   if (in_height == height && in_width == width) return tensor;
-
-  namespace F = torch::nn::functional;
-  const bool downscale = height < in_height || width < in_width;
-  const torch::Tensor resized =
-      F::interpolate(tensor.unsqueeze(0), F::InterpolateFuncOptions()
-                                              .size(std::vector<int64_t>{height, width})
-                                              .mode(torch::kBilinear)
-                                              .align_corners(false)
-                                              .antialias(downscale));
-  return resized.squeeze(0).contiguous();
+  return Interpolate(tensor, height, width, /*antialias=*/height < in_height || width < in_width);
 }
 
 // ResizeLikePillow resizes 8-bit levels [C, H, W] to [C, height, width] as Pillow's bilinear
 // resize does, which torchvision's Resize calls on images: the width first and then the
 // height, each pass with the antialiased triangle filter and rounded to 8-bit levels.
 torch::Tensor ResizeLikePillow(const torch::Tensor& levels, int64_t height, int64_t width) {
-  namespace F = torch::nn::functional;
   const auto pass = [](const torch::Tensor& tensor, int64_t to_height, int64_t to_width) {
-    const torch::Tensor resized =
-        F::interpolate(tensor.unsqueeze(0), F::InterpolateFuncOptions()
-                                                .size(std::vector<int64_t>{to_height, to_width})
-                                                .mode(torch::kBilinear)
-                                                .align_corners(false)
-                                                .antialias(true));
-    return resized.squeeze(0).round().clamp(0.0, 255.0);
+    return Interpolate(tensor, to_height, to_width, /*antialias=*/true).round().clamp(0.0, 255.0);
   };
   torch::Tensor tensor = levels;
   if (tensor.size(2) != width) tensor = pass(tensor, tensor.size(1), width);

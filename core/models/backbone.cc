@@ -20,7 +20,7 @@ constexpr float kImageNetStd[] = {0.229f, 0.224f, 0.225f};
 
 class VitBackbone : public Backbone {
  public:
-  explicit VitBackbone(Vit vit) : Backbone(InfoOf(vit->config())), vit_(std::move(vit)) {}
+  explicit VitBackbone(Vit vit) : Backbone(InfoOf(vit->config())), vit_(std::move(vit)) { vit_->eval(); }
 
   torch::Tensor Forward(const torch::Tensor& images) override { return vit_->forward(images); }
 

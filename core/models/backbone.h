@@ -38,7 +38,8 @@ struct BackboneInfo {
 // Backbone maps normalised images [N, channels, image_size, image_size] to features [N, dim].
 // Parameters and buffers have stable dotted names ("blocks.0.attn.qkv.weight",
 // "layer1.0.conv1.weight"), which --freeze prefixes and weight files use.
-// Thread-safety: Forward may run concurrently in eval mode; everything else may not.
+// Backbones start in eval mode. Thread-safety: Forward may run concurrently; everything else
+// may not.
 class Backbone {
  public:
   virtual ~Backbone() = default;

@@ -30,7 +30,6 @@ absl::StatusOr<std::shared_ptr<Backbone>> MakeBundleBackbone(const nearnd::v1::B
 
 torch::Tensor Embed(Backbone& backbone, const std::vector<Image>& images, const PreprocessConfig& preprocess,
                     int batch_size) {
-  backbone.SetTraining(false);
   torch::InferenceMode inference;
   std::vector<torch::Tensor> features;
   for (size_t begin = 0; begin < images.size(); begin += batch_size) {

@@ -16,7 +16,8 @@
 namespace nearnd {
 
 // Embed returns the backbone features [N, dim] of images, preprocessed with `preprocess` and
-// run in batches of batch_size under inference mode. The backbone is put in eval mode.
+// run in batches of batch_size under inference mode. It leaves the backbone's mode alone, so
+// concurrent calls do not race, and the caller keeps the backbone in eval mode.
 torch::Tensor Embed(Backbone& backbone, const std::vector<Image>& images,
                     const PreprocessConfig& preprocess, int batch_size);
 
