@@ -128,7 +128,7 @@ TEST_F(BundleTest, ManifestIsReadableJson) {
   WriteGoodBundle();
 
   const std::string json = ReadFile(bundle_ / kManifestFileName);
-  EXPECT_THAT(json, HasSubstr("\"format_version\": 1"));
+  EXPECT_THAT(json, HasSubstr("\"format_version\": 2"));
   EXPECT_THAT(json, HasSubstr("\"model_name\": \"digits-class-3\""));
   // Fields at their default value are written too, so the file documents every setting.
   EXPECT_THAT(json, HasSubstr("\"generator_step\": 0"));
@@ -247,10 +247,34 @@ TEST_F(BundleTest, UnknownManifestFieldIsInvalidArgument) {
   EXPECT_THAT(read.status().message(), HasSubstr("colour"));
 }
 
+TEST_F(BundleTest, VersionOneBundleIsAccepted) {
+  WriteGoodBundle();
+  std::string json = ReadFile(bundle_ / kManifestFileName);
+  const std::string version_field = "\"format_version\": 2";
+  const size_t position = json.find(version_field);
+  ASSERT_NE(position, std::string::npos) << json;
+  json.replace(position, version_field.size(), "\"format_version\": 1");
+  WriteFile(bundle_ / kManifestFileName, json);
+
+  const absl::StatusOr<nearnd::v1::Manifest> read = ReadBundle(bundle_.string());
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->format_version(), 1u);
+}
+
+TEST_F(BundleTest, UnlistedModuleFileIsInvalidArgument) {
+  manifest_.mutable_backbone()->set_architecture("torchscript");
+  manifest_.mutable_backbone()->set_module_file("backbone.pt");
+  WriteGoodBundle();
+
+  const absl::StatusOr<nearnd::v1::Manifest> read = ReadBundle(bundle_.string());
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument) << read.status();
+  EXPECT_THAT(read.status().message(), HasSubstr("module file \"backbone.pt\" but lists no checksum"));
+}
+
 TEST_F(BundleTest, WrongFormatVersionIsInvalidArgument) {
   WriteGoodBundle();
   std::string json = ReadFile(bundle_ / kManifestFileName);
-  const std::string version_field = "\"format_version\": 1";
+  const std::string version_field = "\"format_version\": 2";
   const size_t position = json.find(version_field);
   ASSERT_NE(position, std::string::npos) << json;
   json.replace(position, version_field.size(), "\"format_version\": 99");

@@ -102,10 +102,9 @@ class TrainerTest : public ::testing::Test {
 
 std::string* TrainerTest::work_ = nullptr;
 
-// ExpectOnlyUnfrozenChanged checks that the parameters named by `frozen` prefixes are equal in
-// two weight files and that every other parameter changed. Batch-norm statistics are buffers
-// that training updates in any case, so running_mean, running_var and num_batches_tracked are
-// not compared.
+// ExpectOnlyUnfrozenChanged checks that the tensors named by `frozen` prefixes are equal in two
+// weight files and that every other parameter changed. Batch-norm statistics (running_mean,
+// running_var, num_batches_tracked) must stay equal in frozen layers and may change elsewhere.
 void ExpectOnlyUnfrozenChanged(const fs::path& before_path, const fs::path& after_path,
                                const std::vector<std::string>& frozen) {
   absl::StatusOr<std::map<std::string, torch::Tensor>> before = LoadSafetensors(before_path.string());
@@ -116,10 +115,11 @@ void ExpectOnlyUnfrozenChanged(const fs::path& before_path, const fs::path& afte
   int frozen_count = 0;
   int trained_count = 0;
   for (const auto& [name, tensor] : *before) {
-    if (absl::StrContains(name, "running_") || absl::StrContains(name, "num_batches_tracked")) continue;
     ASSERT_EQ(after->count(name), 1u) << name;
     const bool is_frozen = std::any_of(frozen.begin(), frozen.end(),
                                        [&](const std::string& prefix) { return absl::StartsWith(name, prefix); });
+    const bool is_statistic = absl::StrContains(name, "running_") || absl::StrContains(name, "num_batches_tracked");
+    if (is_statistic && !is_frozen) continue;
     if (is_frozen) {
       EXPECT_TRUE(torch::equal(tensor, after->at(name))) << name << " is frozen but changed";
       ++frozen_count;
@@ -226,20 +226,21 @@ TEST_F(TrainerTest, TorchScriptBackboneRunsPipelineAndServes) {
   const fs::path module = fs::path(out) / "small_convnet.pt";
   ASSERT_EQ(ScriptedBackbone(module, {"--image-size=28", "--channels=3", "--mean=0.25", "--std=0.5"}), "");
 
-  // conv1 frozen by prefix; conv2, bn2 and fc trained.
-  const CommandResult result = Nearnd(Concat({"pipeline", "--backbone=torchscript:" + module.string(), "--freeze=conv1."},
-                                             SmallRun(out)),
-                                      std::chrono::seconds(600));
+  // conv1 and bn2 (with its statistics) frozen by prefix; conv2 and fc trained.
+  const CommandResult result = Nearnd(
+      Concat({"pipeline", "--backbone=torchscript:" + module.string(), "--freeze=conv1.,bn2."}, SmallRun(out)),
+      std::chrono::seconds(600));
   ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
   EXPECT_THAT(result.stderr_text, Not(HasSubstr("pipeline: pretrain")));
-  EXPECT_THAT(result.stderr_text, HasSubstr("parameters frozen (conv1.)"));
+  EXPECT_THAT(result.stderr_text, HasSubstr("parameters frozen (conv1.,bn2.)"));
 
   // The module's own weights, saved in nearnd's format, are the "before" of fine-tuning.
   absl::StatusOr<std::shared_ptr<Backbone>> original = LoadTorchScriptBackbone(module.string());
   ASSERT_TRUE(original.ok()) << original.status();
   const fs::path original_weights = fs::path(out) / "original.safetensors";
   ASSERT_TRUE(SaveBackboneWeights(**original, original_weights.string()).ok());
-  ExpectOnlyUnfrozenChanged(original_weights, fs::path(out) / "finetune" / "backbone.safetensors", {"conv1."});
+  ExpectOnlyUnfrozenChanged(original_weights, fs::path(out) / "finetune" / "backbone.safetensors",
+                            {"conv1.", "bn2."});
 
   // The bundle holds the module and takes the normalisation from its attributes.
   const std::string bundle = (fs::path(out) / "bundle").string();
@@ -323,7 +324,7 @@ TEST_F(TrainerTest, TorchScriptBackboneErrorsNameTheFile) {
   EXPECT_THAT(result.stderr_text, HasSubstr("comes pretrained"));
 }
 
-TEST_F(TrainerTest, UnknownFreezePrefixIsRejected) {
+TEST_F(TrainerTest, BadFreezeFlagsAreRejected) {
   if (!PythonHasTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch; install python3-torch (scripts/setup)";
   const std::string out = RunDir("freeze");
   fs::create_directories(out);
@@ -331,10 +332,33 @@ TEST_F(TrainerTest, UnknownFreezePrefixIsRejected) {
   ASSERT_EQ(ScriptedBackbone(module), "");
   fs::create_directories(fs::path(out) / "generate");
   ASSERT_TRUE(WriteNpy(torch::zeros({2, 1, 28, 28}, torch::kUInt8), out + "/generate/fakes.npy").ok());
-  const CommandResult result = Nearnd({"finetune", "--data-dir=" + DataDir(), "--out=" + out,
-                                       "--backbone=torchscript:" + module.string(), "--freeze=conv1.,conv9."});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_THAT(result.stderr_text, HasSubstr("'conv9.' matches no parameter of backbone small_convnet.pt"));
+  const std::vector<std::string> finetune = {"finetune", "--data-dir=" + DataDir(), "--out=" + out,
+                                             "--backbone=torchscript:" + module.string()};
+
+  const struct {
+    std::string flag;
+    std::string message;
+  } cases[] = {
+      {"--freeze=conv1.,conv9.", "'conv9.' matches no parameter of backbone small_convnet.pt"},
+      {"--freeze=conv1.,,fc.", "contains an empty prefix"},
+      {"--freeze-blocks=2", "--freeze-blocks=2 applies to ViT backbones only"},
+      {"--backbone-weights=" + out + "/vit.npz", "a TorchScript backbone takes .safetensors weights"},
+  };
+  for (const auto& [flag, message] : cases) {
+    const CommandResult result = Nearnd(Concat(finetune, {flag}));
+    EXPECT_EQ(result.exit_code, 1) << flag;
+    EXPECT_THAT(result.stderr_text, HasSubstr(message)) << flag;
+  }
+
+  // A ViT with random weights, for the flags that concern ViTs.
+  absl::StatusOr<VitConfig> quick = VitConfigByName("vit-quick");
+  ASSERT_TRUE(quick.ok()) << quick.status();
+  ASSERT_TRUE(SaveBackboneWeights(*MakeVitBackbone(Vit(*quick)), out + "/vit.safetensors").ok());
+  const CommandResult both = Nearnd({"finetune", "--data-dir=" + DataDir(), "--out=" + out,
+                                     "--backbone-weights=" + out + "/vit.safetensors", "--freeze=blocks.0.",
+                                     "--freeze-blocks=2"});
+  EXPECT_EQ(both.exit_code, 1);
+  EXPECT_THAT(both.stderr_text, HasSubstr("--freeze and --freeze-blocks=2 are both given"));
 }
 
 TEST_F(TrainerTest, UnknownFlagIsRejected) {

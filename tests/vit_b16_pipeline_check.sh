@@ -21,8 +21,12 @@ scorer=$3
 
 python=${PYTHON:-/usr/bin/python3}
 if ! "$python" -c 'import numpy, PIL' 2>/dev/null; then
-  echo "SKIP: $python cannot import numpy and PIL; install python3-torchvision (scripts/setup) or set PYTHON" >&2
+  echo "SKIP: $python cannot import numpy and PIL; install python3-numpy and python3-pil (scripts/setup) or set PYTHON" >&2
   exit 77
+fi
+if [[ ! -x /usr/bin/time ]]; then
+  echo "FAIL: /usr/bin/time not found; install the Debian package 'time' (scripts/setup)" >&2
+  exit 1
 fi
 
 work=$(mktemp -d)
@@ -64,7 +68,7 @@ run=$work/run
   echo "FAIL: nearnd pipeline with vit-b16 and a .npz checkpoint failed" >&2
   exit 1
 }
-grep -E "\] finetune: |Elapsed \(wall|Maximum resident" "$work/pipeline.log"
+grep -E "\] finetune: |Elapsed \(wall|Maximum resident" "$work/pipeline.log" || true
 
 "$python" - "$run/bundle/manifest.json" <<'EOF'
 import json
@@ -101,7 +105,15 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 address=$(grep -o "serving nearnd.v1.NoveltyService on [0-9.:]*" "$work/scorer.log" | awk '{print $NF}')
-"$nearnd" export --dataset "folder:$work/data" --normal-class 0 --split test --out "$run" 2>/dev/null
+if [[ -z $address ]]; then
+  cat "$work/scorer.log" >&2
+  echo "FAIL: the scorer did not report its address within 120 s" >&2
+  exit 1
+fi
+"$nearnd" export --dataset "folder:$work/data" --normal-class 0 --split test --out "$run" 2>"$work/export.log" || {
+  cat "$work/export.log" >&2
+  exit 1
+}
 "$nearnd" score --target "$address" "$run"/test-images/*.png >"$work/served.tsv"
 "$nearnd" compare --out "$run" "$work/served.tsv"
 echo "PASS: vit-b16 pipeline from a .npz checkpoint, bundle served"

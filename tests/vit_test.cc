@@ -51,23 +51,37 @@ TEST(Vit, ParameterNamesFollowTimm) {
 TEST(Vit, InferenceAndTrainingPathsAgree) {
   // Without autograd the blocks run LibTorch's fused encoder layer; with it, nearnd's own layers.
   // Fine-tuning trains the second path and indexing serves the first, so they must agree.
-  torch::manual_seed(5);
-  Vit vit(TinyConfig());
-  vit->eval();
-  const torch::Tensor images = torch::randn({3, 3, 16, 16});
-  torch::Tensor inference;
-  {
-    torch::InferenceMode inference_mode;
-    inference = vit->forward(images).clone();
+  // Every parameter is random, so that a LayerNorm or bias passed to the wrong place shows.
+  for (int heads : {4, 3}) {
+    torch::manual_seed(5);
+    VitConfig config = TinyConfig();
+    config.heads = heads;
+    config.dim = 8 * heads;
+    Vit vit(config);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& parameter : vit->parameters()) parameter.normal_(0.0, 0.3);
+    }
+    vit->eval();
+    const torch::Tensor images = torch::randn({3, 3, 16, 16});
+    torch::Tensor inference;
+    {
+      torch::InferenceMode inference_mode;
+      inference = vit->forward(images).clone();
+    }
+    const torch::Tensor training = vit->forward(images).detach();
+    ASSERT_EQ(inference.sizes(), training.sizes()) << heads << " heads";
+    EXPECT_LT((inference - training).abs().max().item<float>(), 1e-5f) << heads << " heads";
   }
-  const torch::Tensor training = vit->forward(images).detach();
-  ASSERT_EQ(inference.sizes(), training.sizes());
-  EXPECT_LT((inference - training).abs().max().item<float>(), 1e-5f);
 }
 
 TEST(Vit, ClassTokenBlockMatchesFullBlock) {
   torch::manual_seed(6);
   EncoderBlock block(TinyConfig());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : block->parameters()) parameter.normal_(0.0, 0.3);
+  }
   const torch::Tensor tokens = torch::randn({2, 17, 32});
   const torch::Tensor full = block->forward(tokens).select(1, 0).detach();
   const torch::Tensor token = block->ClassTokenForward(tokens).detach();

@@ -119,8 +119,8 @@ torch::Tensor EmbedPreprocessed(Backbone& backbone, const torch::Tensor& inputs,
   return torch::cat(features);
 }
 
-// CheckOut checks that --out names the .npy file `subcommand` writes.
-absl::Status CheckOut(const std::string& subcommand, const std::string& content) {
+// CheckOutPath checks that --out names the .npy file `subcommand` writes.
+absl::Status CheckOutPath(const std::string& subcommand, const std::string& content) {
   if (absl::EndsWith(absl::GetFlag(FLAGS_out), ".npy")) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat(
       "--out=%s does not end in .npy; for `nearnd %s`, --out is the .npy file the %s are written to, e.g. "
@@ -135,7 +135,7 @@ absl::Status CheckFlags(const std::vector<std::string>& args) {
         "--backbone-weights is empty; give a Google ViT .npz or a timm .safetensors checkpoint, or "
         "--backbone torchscript:PATH, because the features of a randomly initialised ViT are meaningless");
   }
-  NEARND_RETURN_IF_ERROR(CheckOut("embed", "features"));
+  NEARND_RETURN_IF_ERROR(CheckOutPath("embed", "features"));
   if (absl::GetFlag(FLAGS_embed_batch) < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--embed-batch=%d is invalid; give a positive number of images per forward pass",
@@ -195,7 +195,7 @@ absl::Status RunEmbed(const std::vector<std::string>& args) {
 }
 
 absl::Status RunPreprocess(const std::vector<std::string>& args) {
-  NEARND_RETURN_IF_ERROR(CheckOut("preprocess", "inputs"));
+  NEARND_RETURN_IF_ERROR(CheckOutPath("preprocess", "inputs"));
   if (args.empty()) return absl::InvalidArgumentError("no input; pass image files or folders after `preprocess`");
 
   RunContext context;
@@ -238,8 +238,10 @@ absl::Status RunBenchmark(const std::vector<std::string>& args) {
   Backbone& backbone = *starting.backbone;
   NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadPreprocessed(preprocessed, backbone.info()));
   if (inputs.size(0) < batch_size) {
-    return absl::InvalidArgumentError(absl::StrFormat("--preprocessed=%s has %d rows, fewer than --batch-size=%d",
-                                                      preprocessed, inputs.size(0), batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--preprocessed=%s has %d rows, fewer than --batch-size=%d; pass more inputs or a smaller "
+                        "--batch-size",
+                        preprocessed, inputs.size(0), batch_size));
   }
 
   // The fine-tuning step of `nearnd finetune`: frozen prefixes, 2-way head, cross-entropy, SGD.

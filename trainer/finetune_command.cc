@@ -71,7 +71,14 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
     for (int64_t i = 0; i < fake_count; ++i) indices.push_back(normal_count + i);
     return indices;
   };
-  const double loss = TrainClassifier(classifier, images, labels, preprocess, optimizer, training, balanced_epoch);
+  double loss = 0.0;
+  try {
+    loss = TrainClassifier(classifier, images, labels, preprocess, optimizer, training, balanced_epoch);
+  } catch (const c10::Error& error) {
+    // A TorchScript module can fail in training mode in ways that loading it cannot see.
+    return absl::InvalidArgumentError(absl::StrFormat("fine-tuning %s failed: %s", backbone.info().name,
+                                                      error.what_without_backtrace()));
+  }
   LOG(INFO) << absl::StrFormat("finetune: last epoch loss %.4f", loss);
 
   NEARND_RETURN_IF_ERROR(EnsureDirectory(context.paths.Path("finetune")));

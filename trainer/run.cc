@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/data/npy.h"
 #include "core/models/checkpoint.h"
 #include "core/models/safetensors.h"
@@ -150,6 +151,12 @@ absl::StatusOr<StartingBackbone> LoadStartingBackbone(const RunContext& context)
     // The module carries its pretrained weights; --backbone-weights replaces them, e.g. with the
     // weights `nearnd finetune` wrote.
     starting.weights_source = BackboneSpec(context).substr(std::strlen(kTorchScriptPrefix));
+    if (!path.empty() && !absl::EndsWith(path, ".safetensors")) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--backbone-weights=%s: a TorchScript backbone takes .safetensors weights with the module's parameter "
+          "names, such as OUT/finetune/backbone.safetensors; .npz checkpoints are for ViT backbones",
+          path));
+    }
     if (!path.empty()) {
       NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, path));
       starting.weights_source = path;
@@ -208,14 +215,30 @@ PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInf
 }
 
 absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& backbone) {
-  std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
-  prefixes.erase(std::remove(prefixes.begin(), prefixes.end(), ""), prefixes.end());
+  const std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
+  const int freeze_blocks = absl::GetFlag(FLAGS_freeze_blocks);
+  if (std::find(prefixes.begin(), prefixes.end(), "") != prefixes.end()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--freeze=%s contains an empty prefix; give comma-separated parameter name prefixes such as conv1.,layer1.",
+        absl::StrJoin(prefixes, ",")));
+  }
+  if (!prefixes.empty() && freeze_blocks != -1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--freeze and --freeze-blocks=%d are both given; use one: --freeze replaces --freeze-blocks", freeze_blocks));
+  }
   if (!prefixes.empty()) return prefixes;
   const Vit vit = backbone.vit();
-  if (vit.is_empty()) return prefixes;
+  if (vit.is_empty()) {
+    if (freeze_blocks != -1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--freeze-blocks=%d applies to ViT backbones only; freeze parts of %s with --freeze PREFIX,...",
+          freeze_blocks, backbone.info().name));
+    }
+    return prefixes;
+  }
 
   const int depth = vit->config().depth;
-  const int blocks = FlagOr(absl::GetFlag(FLAGS_freeze_blocks), depth / 2);
+  const int blocks = FlagOr(freeze_blocks, depth / 2);
   if (blocks < 0 || blocks > depth) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth", blocks, depth));

@@ -74,7 +74,7 @@ absl::StatusOr<Dataset> LoadDataset(const RunContext& context, const std::string
 // configuration name such as "vit-b16", or "torchscript:PATH".
 std::string BackboneSpec(const RunContext& context);
 
-// IsTorchScriptSpec tells whether a backbone spec names a TorchScript module.
+// IsTorchScriptSpec returns whether a backbone spec names a TorchScript module.
 bool IsTorchScriptSpec(const std::string& spec);
 
 // MakeBackbone builds the backbone of BackboneSpec: a ViT with freshly initialised weights, or

@@ -224,7 +224,7 @@ absl::Status VerifyFile(const fs::path& bundle, const nearnd::v1::FileChecksum& 
   return absl::OkStatus();
 }
 
-// CheckListed requires that a file the manifest refers to (weights, index) has a checksum entry,
+// CheckListed requires that a file the manifest refers to (weights, module, index) has a checksum entry,
 // so that no file the scorer loads escapes verification.
 absl::Status CheckListed(const fs::path& bundle, const nearnd::v1::Manifest& manifest,
                          const std::string& field, const std::string& name) {
@@ -332,15 +332,19 @@ absl::StatusOr<nearnd::v1::Manifest> ReadBundle(const std::string& dir) {
   NEARND_ASSIGN_OR_RETURN(nearnd::v1::Manifest manifest,
                           ParseManifest(json, manifest_path.string()));
 
-  if (manifest.format_version() != kBundleFormatVersion) {
+  if (manifest.format_version() < kOldestBundleFormatVersion ||
+      manifest.format_version() > kBundleFormatVersion) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "bundle %s: %s has format version %d but this build reads only version %d; re-create "
+        "bundle %s: %s has format version %d but this build reads versions %d to %d; re-create "
         "the bundle with this build's `nearnd bundle`",
-        bundle.string(), kManifestFileName, manifest.format_version(), kBundleFormatVersion));
+        bundle.string(), kManifestFileName, manifest.format_version(), kOldestBundleFormatVersion,
+        kBundleFormatVersion));
   }
 
   NEARND_RETURN_IF_ERROR(
       CheckListed(bundle, manifest, "weights file", manifest.backbone().weights_file()));
+  NEARND_RETURN_IF_ERROR(
+      CheckListed(bundle, manifest, "module file", manifest.backbone().module_file()));
   NEARND_RETURN_IF_ERROR(CheckListed(bundle, manifest, "index file", manifest.index_file()));
   for (const nearnd::v1::FileChecksum& file : manifest.files()) {
     NEARND_RETURN_IF_ERROR(VerifyFile(bundle, file));

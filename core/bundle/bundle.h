@@ -11,8 +11,10 @@
 
 namespace nearnd {
 
-// Version of the bundle layout that WriteBundle writes and ReadBundle accepts.
-inline constexpr uint32_t kBundleFormatVersion = 1;
+// Version of the bundle layout that WriteBundle writes. Version 2 added TorchScript backbones
+// and resizing rounded to 8-bit levels; ReadBundle accepts versions 1 and 2.
+inline constexpr uint32_t kBundleFormatVersion = 2;
+inline constexpr uint32_t kOldestBundleFormatVersion = 1;
 
 // Name of the manifest inside a bundle directory.
 inline constexpr char kManifestFileName[] = "manifest.json";

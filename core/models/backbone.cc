@@ -1,5 +1,6 @@
 #include "core/models/backbone.h"
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -62,9 +63,33 @@ class TorchScriptBackbone : public Backbone {
   TorchScriptBackbone(BackboneInfo info, torch::jit::Module module)
       : Backbone(std::move(info)), module_(std::move(module)) {}
 
-  torch::Tensor Forward(const torch::Tensor& images) override { return module_.forward({images}).toTensor(); }
+  torch::Tensor Forward(const torch::Tensor& images) override {
+    const c10::IValue output = module_.forward({images});
+    // Loading checked eval mode, but some networks (Inception, GoogLeNet) return a tuple in
+    // training mode.
+    TORCH_CHECK(output.isTensor(), "TorchScript module ", info().name, " returns a ", output.tagKind(),
+                " instead of features [N, D]; export a module whose forward returns one tensor in training and "
+                "eval mode");
+    return output.toTensor();
+  }
 
-  void SetTraining(bool training) override { module_.train(training); }
+  // In training, a submodule whose own parameters are all frozen stays in eval mode, so the
+  // batch-norm statistics of frozen layers do not change either.
+  void SetTraining(bool training) override {
+    module_.train(training);
+    if (!training) return;
+    for (const auto& item : module_.named_modules()) {
+      bool has_parameters = false;
+      bool all_frozen = true;
+      for (const auto& parameter : item.value.named_parameters(/*recurse=*/false)) {
+        has_parameters = true;
+        all_frozen = all_frozen && !parameter.value.requires_grad();
+      }
+      // Only the submodule's own flag: its children may hold trainable parameters.
+      torch::jit::Module submodule = item.value;  // A handle to the same submodule.
+      if (has_parameters && all_frozen && submodule.hasattr("training")) submodule.setattr("training", false);
+    }
+  }
 
   std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() const override {
     std::vector<std::pair<std::string, torch::Tensor>> parameters;
@@ -144,7 +169,7 @@ absl::StatusOr<std::shared_ptr<Backbone>> LoadTorchScriptBackbone(const std::str
   NEARND_ASSIGN_OR_RETURN(info.channels, IntAttribute(module, "channels", 3, path));
   if (info.image_size < 1 || (info.channels != 1 && info.channels != 3)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "TorchScript module %s: image_size %d and channels %d are unusable; expected a positive size and 1 or 3 "
+        "TorchScript module %s: image_size %d or channels %d is invalid; set a positive size and 1 or 3 "
         "channels",
         path, info.image_size, info.channels));
   }
@@ -155,8 +180,16 @@ absl::StatusOr<std::shared_ptr<Backbone>> LoadTorchScriptBackbone(const std::str
   const std::vector<float> default_std = info.channels == 3 ? imagenet_std : std::vector<float>{0.226f};
   NEARND_ASSIGN_OR_RETURN(info.mean, FloatsAttribute(module, "mean", default_mean, info.channels, path));
   NEARND_ASSIGN_OR_RETURN(info.std, FloatsAttribute(module, "std", default_std, info.channels, path));
+  for (size_t c = 0; c < info.std.size(); ++c) {
+    if (!(std::isfinite(info.mean[c]) && std::isfinite(info.std[c]) && info.std[c] > 0.0f)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "TorchScript module %s: channel %d has mean %g and std %g; set finite values with a positive std", path,
+          c, info.mean[c], info.std[c]));
+    }
+  }
 
-  // One zero image tells the feature dimension and that forward returns [N, D].
+  // One forward pass of a zero image measures the feature dimension and checks that forward
+  // returns [N, D].
   module.eval();
   c10::IValue output;
   try {

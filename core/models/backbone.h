@@ -49,6 +49,7 @@ class Backbone {
   virtual torch::Tensor Forward(const torch::Tensor& images) = 0;
 
   // SetTraining switches dropout and batch-norm statistics between training and evaluation.
+  // Submodules whose parameters are all frozen may stay in evaluation mode.
   virtual void SetTraining(bool training) = 0;
 
   virtual std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() const = 0;

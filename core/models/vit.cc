@@ -117,7 +117,9 @@ EncoderBlockImpl::EncoderBlockImpl(const VitConfig& config) {
 }
 
 torch::Tensor EncoderBlockImpl::forward(torch::Tensor x) {
-  if (torch::GradMode::is_enabled()) {
+  // PyTorch's nn.TransformerEncoderLayer leaves the fused kernel out for an odd head count, as
+  // its CUDA version needs an even one, so nearnd does too.
+  if (torch::GradMode::is_enabled() || attn_->heads() % 2 == 1) {
     x = x + attn_(norm1_(x));
     return x + mlp_->forward(norm2_(x));
   }

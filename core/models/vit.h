@@ -51,9 +51,9 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// Pre-norm encoder block: x + attn(norm1(x)), then x + mlp(norm2(x)). Without autograd it runs
-// LibTorch's fused encoder layer kernel, the one PyTorch's nn.TransformerEncoderLayer runs in
-// inference, which computes the same function faster.
+// Pre-norm encoder block: x + attn(norm1(x)), then x + mlp(norm2(x)). Without autograd and with
+// an even head count it runs LibTorch's fused encoder layer kernel, the one PyTorch's
+// nn.TransformerEncoderLayer runs in inference, which computes the same function faster.
 class EncoderBlockImpl : public torch::nn::Module {
  public:
   explicit EncoderBlockImpl(const VitConfig& config);

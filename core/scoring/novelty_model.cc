@@ -18,6 +18,12 @@ absl::StatusOr<std::shared_ptr<Backbone>> MakeBundleBackbone(const nearnd::v1::B
                                                              const std::string& bundle_dir) {
   if (backbone.architecture() == "vit") return MakeVitBackbone(Vit(VitConfigFromBackbone(backbone)));
   if (backbone.architecture() == "torchscript") {
+    if (backbone.module_file().empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "bundle %s: the backbone is a TorchScript module but manifest.json names no module_file; rebuild the "
+          "bundle with `nearnd bundle`",
+          bundle_dir));
+    }
     return LoadTorchScriptBackbone((std::filesystem::path(bundle_dir) / backbone.module_file()).string());
   }
   return absl::InvalidArgumentError(absl::StrFormat(
@@ -48,8 +54,10 @@ absl::StatusOr<std::unique_ptr<NoveltyModel>> NoveltyModel::Load(const std::stri
   NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, (dir / manifest.backbone().weights_file()).string()));
 
   if (backbone->info().dim != static_cast<int>(manifest.embedding_dim())) {
-    return absl::InvalidArgumentError(absl::StrFormat("bundle %s: backbone features have dimension %d, the manifest %d",
-                                                      bundle_dir, backbone->info().dim, manifest.embedding_dim()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bundle %s: the backbone's features have dimension %d but the manifest says %d; rebuild the bundle with "
+        "`nearnd bundle`",
+        bundle_dir, backbone->info().dim, manifest.embedding_dim()));
   }
   NEARND_ASSIGN_OR_RETURN(KnnIndex index, KnnIndex::Load((dir / manifest.index_file()).string()));
   if (index.dim() != static_cast<int>(manifest.embedding_dim())) {
