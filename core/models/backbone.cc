@@ -65,7 +65,7 @@ class TorchScriptBackbone : public Backbone {
 
   torch::Tensor Forward(const torch::Tensor& images) override {
     const c10::IValue output = module_.forward({images});
-    // Loading checked eval mode, but some networks (Inception, GoogLeNet) return a tuple in
+    // Loading checked the output in eval mode only, and a module may return another type in
     // training mode.
     TORCH_CHECK(output.isTensor(), "TorchScript module ", info().name, " returns a ", output.tagKind(),
                 " instead of features [N, D]; export a module whose forward returns one tensor in training and "
