@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -72,6 +73,37 @@ TEST(Vit, InferenceAndTrainingPathsAgree) {
     const torch::Tensor training = vit->forward(images).detach();
     ASSERT_EQ(inference.sizes(), training.sizes()) << heads << " heads";
     EXPECT_LT((inference - training).abs().max().item<float>(), 1e-5f) << heads << " heads";
+  }
+}
+
+TEST(Vit, FrozenBlocksWithoutGraphGiveSameGradients) {
+  // Frozen leading blocks run without an autograd graph (and so fused). An input that requires
+  // a gradient forces the graph through every block, which gives the reference gradients.
+  torch::manual_seed(8);
+  Vit vit(TinyConfig());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : vit->parameters()) parameter.normal_(0.0, 0.3);
+  }
+  std::shared_ptr<Backbone> backbone = MakeVitBackbone(vit);
+  ASSERT_TRUE(FreezeParameters(*backbone, VitFreezePrefixes(2)).ok());
+  const torch::Tensor images = torch::randn({3, 3, 16, 16});
+
+  const auto gradients = [&](const torch::Tensor& input) {
+    vit->zero_grad();
+    vit->forward(input).pow(2).sum().backward();
+    std::map<std::string, torch::Tensor> result;
+    for (const auto& item : vit->named_parameters()) {
+      if (item.value().requires_grad()) result[item.key()] = item.value().grad().clone();
+    }
+    return result;
+  };
+  const std::map<std::string, torch::Tensor> without_graph = gradients(images);
+  const std::map<std::string, torch::Tensor> with_graph = gradients(images.clone().requires_grad_(true));
+  ASSERT_EQ(without_graph.size(), with_graph.size());
+  EXPECT_GT(without_graph.size(), 0u);
+  for (const auto& [name, gradient] : with_graph) {
+    EXPECT_LT((without_graph.at(name) - gradient).abs().max().item<float>(), 1e-4f) << name;
   }
 }
 

@@ -8,6 +8,14 @@
 namespace nearnd {
 namespace {
 
+// RequiresGrad returns whether any parameter of `module` requires a gradient.
+bool RequiresGrad(const torch::nn::Module& module) {
+  for (const torch::Tensor& parameter : module.parameters()) {
+    if (parameter.requires_grad()) return true;
+  }
+  return false;
+}
+
 // Standard deviation of the truncated-normal initialisation of embeddings and linear layers,
 // as in the reference ViT.
 constexpr double kInitStd = 0.02;
@@ -176,7 +184,18 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images) {
   // The feature is the class token after the final norm, so the last block computes only the
   // class token's output.
   const int64_t depth = static_cast<int64_t>(blocks_->size());
-  for (int64_t i = 0; i + 1 < depth; ++i) x = blocks_[i]->as<EncoderBlock>()->forward(x);
+  for (int64_t i = 0; i + 1 < depth; ++i) {
+    EncoderBlockImpl* block = blocks_[i]->as<EncoderBlock>();
+    // A block that nothing upstream or inside trains (a frozen one during fine-tuning) needs no
+    // autograd graph, so it runs without one and so on the fused kernel. The blocks have no
+    // dropout, so training mode computes the same function.
+    if (torch::GradMode::is_enabled() && !x.requires_grad() && !RequiresGrad(*block)) {
+      torch::NoGradGuard no_grad;
+      x = block->forward(x);
+    } else {
+      x = block->forward(x);
+    }
+  }
   const torch::Tensor token = depth > 0 ? blocks_[depth - 1]->as<EncoderBlock>()->ClassTokenForward(x) : x.select(1, 0);
   return norm_(token);
 }
