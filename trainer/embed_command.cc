@@ -128,6 +128,15 @@ absl::Status CheckOutPath(const std::string& subcommand, const std::string& cont
       absl::GetFlag(FLAGS_out), subcommand, content, content));
 }
 
+// MakeToolContext returns the profile and normalisation flags as a context, without the run
+// directory that these subcommands neither read nor create.
+absl::StatusOr<RunContext> MakeToolContext() {
+  RunContext context;
+  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
+  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
+  return context;
+}
+
 absl::Status CheckFlags(const std::vector<std::string>& args) {
   const bool torchscript = absl::StartsWith(absl::GetFlag(FLAGS_backbone), kTorchScriptPrefix);
   if (absl::GetFlag(FLAGS_backbone_weights).empty() && !torchscript) {
@@ -158,10 +167,7 @@ absl::Status CheckFlags(const std::vector<std::string>& args) {
 absl::Status RunEmbed(const std::vector<std::string>& args) {
   NEARND_RETURN_IF_ERROR(CheckFlags(args));
 
-  // Only the profile's defaults are needed: no run directory is read or created.
-  RunContext context;
-  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
-  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
+  NEARND_ASSIGN_OR_RETURN(const RunContext context, MakeToolContext());
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
   Backbone& backbone = *starting.backbone;
   const BackboneInfo& info = backbone.info();
@@ -198,9 +204,7 @@ absl::Status RunPreprocess(const std::vector<std::string>& args) {
   NEARND_RETURN_IF_ERROR(CheckOutPath("preprocess", "inputs"));
   if (args.empty()) return absl::InvalidArgumentError("no input; pass image files or folders after `preprocess`");
 
-  RunContext context;
-  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
-  NEARND_RETURN_IF_ERROR(ResolveNormalization(context));
+  NEARND_ASSIGN_OR_RETURN(const RunContext context, MakeToolContext());
   NEARND_ASSIGN_OR_RETURN(std::shared_ptr<Backbone> backbone, MakeBackbone(context));
   const PreprocessConfig preprocess = BackbonePreprocess(context, backbone->info());
 
@@ -232,8 +236,7 @@ absl::Status RunBenchmark(const std::vector<std::string>& args) {
         absl::StrFormat("--steps=%d and --batch-size=%d must both be at least 1", steps, batch_size));
   }
 
-  RunContext context;
-  NEARND_ASSIGN_OR_RETURN(context.profile, ProfileByName(absl::GetFlag(FLAGS_profile)));
+  NEARND_ASSIGN_OR_RETURN(const RunContext context, MakeToolContext());
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
   Backbone& backbone = *starting.backbone;
   NEARND_ASSIGN_OR_RETURN(torch::Tensor inputs, ReadPreprocessed(preprocessed, backbone.info()));
@@ -245,8 +248,7 @@ absl::Status RunBenchmark(const std::vector<std::string>& args) {
   }
 
   // The fine-tuning step of `nearnd finetune`: frozen prefixes, 2-way head, cross-entropy, SGD.
-  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FinetuneFreezePrefixes(backbone));
-  NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, frozen_prefixes));
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FreezeForFinetuning(backbone));
   Classifier classifier(starting.backbone, 2);
   torch::optim::SGD optimizer(
       classifier.TrainableParameters(),

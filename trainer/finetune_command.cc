@@ -31,8 +31,7 @@ absl::Status RunFinetune(const std::vector<std::string>& args) {
   NEARND_ASSIGN_OR_RETURN(StartingBackbone starting, LoadStartingBackbone(context));
   Backbone& backbone = *starting.backbone;
   const PreprocessConfig preprocess = BackbonePreprocess(context, backbone.info());
-  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FinetuneFreezePrefixes(backbone));
-  NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, frozen_prefixes));
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> frozen_prefixes, FreezeForFinetuning(backbone));
   Classifier classifier(starting.backbone, 2);
 
   int64_t frozen = 0;

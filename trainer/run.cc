@@ -151,16 +151,15 @@ absl::StatusOr<StartingBackbone> LoadStartingBackbone(const RunContext& context)
     // The module carries its pretrained weights; --backbone-weights replaces them, e.g. with the
     // weights `nearnd finetune` wrote.
     starting.weights_source = BackboneSpec(context).substr(std::strlen(kTorchScriptPrefix));
-    if (!path.empty() && !absl::EndsWith(path, ".safetensors")) {
+    if (path.empty()) return starting;
+    if (!absl::EndsWith(path, ".safetensors")) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "--backbone-weights=%s: a TorchScript backbone takes .safetensors weights with the module's parameter "
           "names, such as OUT/finetune/backbone.safetensors; .npz checkpoints are for ViT backbones",
           path));
     }
-    if (!path.empty()) {
-      NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, path));
-      starting.weights_source = path;
-    }
+    NEARND_RETURN_IF_ERROR(LoadBackboneWeights(*backbone, path));
+    starting.weights_source = path;
     return starting;
   }
 
@@ -202,18 +201,13 @@ PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInf
   preprocess.channels = info.channels;
   preprocess.mean = info.mean;
   preprocess.std = info.std;
-  if (!context.imagenet_normalization) return preprocess;
-  if (info.channels == 3) {
-    preprocess.mean = {0.485f, 0.456f, 0.406f};
-    preprocess.std = {0.229f, 0.224f, 0.225f};
-  } else {
-    // A grayscale backbone gets the mean of the three channels' values.
-    preprocess.mean = {0.449f};
-    preprocess.std = {0.226f};
-  }
+  if (context.imagenet_normalization) SetImageNetNormalization(info.channels, preprocess.mean, preprocess.std);
   return preprocess;
 }
 
+namespace {
+
+// FinetuneFreezePrefixes returns the prefixes that FreezeForFinetuning freezes.
 absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& backbone) {
   const std::vector<std::string> prefixes = absl::GetFlag(FLAGS_freeze);
   const int freeze_blocks = absl::GetFlag(FLAGS_freeze_blocks);
@@ -244,6 +238,14 @@ absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& 
         absl::StrFormat("--freeze-blocks=%d is outside 0..%d, the backbone's depth", blocks, depth));
   }
   return VitFreezePrefixes(blocks);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> FreezeForFinetuning(Backbone& backbone) {
+  NEARND_ASSIGN_OR_RETURN(std::vector<std::string> prefixes, FinetuneFreezePrefixes(backbone));
+  NEARND_RETURN_IF_ERROR(FreezeParameters(backbone, prefixes));
+  return prefixes;
 }
 
 absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths) {

@@ -100,10 +100,10 @@ absl::StatusOr<std::shared_ptr<Backbone>> LoadFinetunedBackbone(const RunContext
 // with the backbone's own mean and std, or the ImageNet values under --normalization=imagenet.
 PreprocessConfig BackbonePreprocess(const RunContext& context, const BackboneInfo& info);
 
-// FinetuneFreezePrefixes returns the parameter name prefixes that fine-tuning freezes: --freeze
-// when given, else a ViT's embeddings and first --freeze-blocks encoder blocks (half of them by
-// default), else none.
-absl::StatusOr<std::vector<std::string>> FinetuneFreezePrefixes(const Backbone& backbone);
+// FreezeForFinetuning freezes the parameters that fine-tuning keeps fixed and returns their
+// name prefixes: --freeze when given, else a ViT's embeddings and first --freeze-blocks encoder
+// blocks (half of them by default), else none.
+absl::StatusOr<std::vector<std::string>> FreezeForFinetuning(Backbone& backbone);
 
 // ReadFakes reads the fakes `nearnd generate` wrote, a uint8 [N, C, H, W] array, as images.
 absl::StatusOr<std::vector<Image>> ReadFakes(const RunPaths& paths);

@@ -15,10 +15,6 @@
 namespace nearnd {
 namespace {
 
-// Mean and std of ImageNet, the normalisation of torchvision's pretrained CNNs.
-constexpr float kImageNetMean[] = {0.485f, 0.456f, 0.406f};
-constexpr float kImageNetStd[] = {0.229f, 0.224f, 0.225f};
-
 class VitBackbone : public Backbone {
  public:
   explicit VitBackbone(Vit vit) : Backbone(InfoOf(vit->config())), vit_(std::move(vit)) { vit_->eval(); }
@@ -144,6 +140,16 @@ absl::StatusOr<std::vector<float>> FloatsAttribute(const torch::jit::Module& mod
 
 }  // namespace
 
+void SetImageNetNormalization(int channels, std::vector<float>& mean, std::vector<float>& std) {
+  if (channels == 3) {
+    mean = {0.485f, 0.456f, 0.406f};
+    std = {0.229f, 0.224f, 0.225f};
+  } else {
+    mean.assign(channels, 0.449f);
+    std.assign(channels, 0.226f);
+  }
+}
+
 std::shared_ptr<Backbone> MakeVitBackbone(Vit vit) { return std::make_shared<VitBackbone>(std::move(vit)); }
 
 absl::StatusOr<std::shared_ptr<Backbone>> LoadTorchScriptBackbone(const std::string& path) {
@@ -173,11 +179,9 @@ absl::StatusOr<std::shared_ptr<Backbone>> LoadTorchScriptBackbone(const std::str
         "channels",
         path, info.image_size, info.channels));
   }
-  const std::vector<float> imagenet_mean(std::begin(kImageNetMean), std::end(kImageNetMean));
-  const std::vector<float> imagenet_std(std::begin(kImageNetStd), std::end(kImageNetStd));
-  // A grayscale module defaults to the mean of the three channels' values.
-  const std::vector<float> default_mean = info.channels == 3 ? imagenet_mean : std::vector<float>{0.449f};
-  const std::vector<float> default_std = info.channels == 3 ? imagenet_std : std::vector<float>{0.226f};
+  std::vector<float> default_mean;
+  std::vector<float> default_std;
+  SetImageNetNormalization(info.channels, default_mean, default_std);
   NEARND_ASSIGN_OR_RETURN(info.mean, FloatsAttribute(module, "mean", default_mean, info.channels, path));
   NEARND_ASSIGN_OR_RETURN(info.std, FloatsAttribute(module, "std", default_std, info.channels, path));
   for (size_t c = 0; c < info.std.size(); ++c) {

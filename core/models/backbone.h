@@ -35,6 +35,10 @@ struct BackboneInfo {
   std::vector<float> std;
 };
 
+// SetImageNetNormalization sets mean and std to ImageNet's per-channel values, the normalisation
+// of torchvision's pretrained CNNs. A grayscale input (channels 1) gets their averages.
+void SetImageNetNormalization(int channels, std::vector<float>& mean, std::vector<float>& std);
+
 // Backbone maps normalised images [N, channels, image_size, image_size] to features [N, dim].
 // Parameters and buffers have stable dotted names ("blocks.0.attn.qkv.weight",
 // "layer1.0.conv1.weight"), which --freeze prefixes and weight files use.
