@@ -242,7 +242,7 @@ TEST_F(TrainerTest, TorchScriptBackboneRunsPipelineAndServes) {
   ExpectOnlyUnfrozenChanged(original_weights, fs::path(out) / "finetune" / "backbone.safetensors",
                             {"conv1.", "bn2."});
 
-  // The bundle holds the module and takes the normalisation from its attributes.
+  // The bundle contains the module and takes the normalisation from its attributes.
   const std::string bundle = (fs::path(out) / "bundle").string();
   absl::StatusOr<nearnd::v1::Manifest> manifest = ReadBundle(bundle);
   ASSERT_TRUE(manifest.ok()) << manifest.status();
@@ -291,7 +291,8 @@ TEST_F(TrainerTest, TorchScriptFeaturesMatchPython) {
     ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
     absl::StatusOr<torch::Tensor> features = ReadNpy((dir / "features.npy").string());
     absl::StatusOr<torch::Tensor> expected = ReadNpy((dir / "expected.npy").string());
-    ASSERT_TRUE(features.ok() && expected.ok());
+    ASSERT_TRUE(features.ok()) << features.status();
+    ASSERT_TRUE(expected.ok()) << expected.status();
     ASSERT_EQ(features->sizes(), expected->sizes());
     EXPECT_LT((*features - *expected).abs().max().item<float>(), 1e-5);
   }

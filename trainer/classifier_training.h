@@ -24,7 +24,7 @@ struct ClassifierTraining {
 };
 
 // TrainClassifier trains `model` with cross-entropy on images and their labels, reshuffled each
-// epoch and preprocessed per batch. The optimizer holds the parameters that change. `sample`, if
+// epoch and preprocessed per batch. The optimizer contains the parameters that change. `sample`, if
 // set, returns the image indices of an epoch, the same count for every epoch, so callers can
 // balance classes. Without it every image is used once per epoch. Returns the last epoch's
 // mean loss.

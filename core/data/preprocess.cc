@@ -46,8 +46,8 @@ torch::Tensor ResizeBilinear(const torch::Tensor& tensor, int64_t height, int64_
 }
 
 // ResizeLikePillow resizes 8-bit levels [C, H, W] to [C, height, width] as Pillow's bilinear
-// resize does, which torchvision's Resize calls on images: the width first and then the
-// height, each pass with the antialiased triangle filter and rounded to 8-bit levels.
+// resize does, which torchvision's Resize calls on images. The width pass comes first and the
+// height pass second, each with the antialiased triangle filter and rounded to 8-bit levels.
 torch::Tensor ResizeLikePillow(const torch::Tensor& levels, int64_t height, int64_t width) {
   const auto pass = [](const torch::Tensor& tensor, int64_t to_height, int64_t to_width) {
     return Interpolate(tensor, to_height, to_width, /*antialias=*/true).round().clamp(0.0, 255.0);

@@ -8,10 +8,11 @@
 
 namespace nearnd {
 
-// PreprocessConfig is how an image becomes a backbone input: convert to `channels` channels,
-// resize the shorter side to resize_size with bilinear interpolation, keep a crop_size square
-// (the centre one at test time, a random one in training), scale to [0, 1] and normalise per
-// channel with mean and std. The reference recipe is resize 256, crop 224 for a 224 input.
+// PreprocessConfig is how an image becomes a backbone input. The image is converted to `channels`
+// channels and its shorter side resized to resize_size with bilinear interpolation. A crop_size
+// square is kept: the centre one at test time, a random one in training. Pixels are scaled to
+// [0, 1] and normalised per channel with mean and std. The reference recipe is resize 256, crop
+// 224 for a 224 input.
 struct PreprocessConfig {
   int resize_size = 28;
   int crop_size = 28;

@@ -55,8 +55,8 @@ absl::StatusOr<std::unique_ptr<NoveltyModel>> NoveltyModel::Load(const std::stri
 
   if (backbone->info().dim != static_cast<int>(manifest.embedding_dim())) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "bundle %s: the backbone's features have dimension %d but the manifest says %d; rebuild the bundle with "
-        "`nearnd bundle`",
+        "bundle %s: the backbone's features have dimension %d but the manifest's embedding_dim is %d; rebuild the "
+        "bundle with `nearnd bundle`",
         bundle_dir, backbone->info().dim, manifest.embedding_dim()));
   }
   NEARND_ASSIGN_OR_RETURN(KnnIndex index, KnnIndex::Load((dir / manifest.index_file()).string()));
